@@ -1,0 +1,8 @@
+//! Tempest's Lua host: VM construction, sandboxes, Lua <-> data conversion and the built-in
+//! modules. Knows nothing about Temporal; the `temporal` crate drives it through plain Rust types.
+
+pub mod check;
+pub mod convert;
+pub mod entropy;
+pub mod failure;
+pub mod modules;
