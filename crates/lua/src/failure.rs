@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use mlua::{Function, Lua, MetaMethod, UserData, UserDataMethods, Value};
+use mlua::{Function, IntoLua, Lua, MetaMethod, UserData, UserDataMethods, Value};
 use serde_json::json;
 
 use crate::convert;
@@ -236,6 +236,14 @@ impl Failure {
             });
         }
         failure
+    }
+}
+
+/// The `value, err` return convention of module functions: `value, nil` or `nil, err`.
+pub fn returned<T: IntoLua>(lua: &Lua, result: Result<T, Failure>) -> mlua::Result<(Value, Value)> {
+    match result {
+        Ok(value) => Ok((value.into_lua(lua)?, Value::Nil)),
+        Err(failure) => Ok((Value::Nil, failure.push(lua)?)),
     }
 }
 

@@ -1,1 +1,6 @@
 //! The built-in modules `require` can load, one file each, wired by the list below.
+
+pub mod base64;
+pub mod errors;
+pub mod hash;
+pub mod json;
