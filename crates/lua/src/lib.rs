@@ -2,6 +2,7 @@
 //! modules. Knows nothing about Temporal; the `temporal` crate drives it through plain Rust types.
 
 pub mod check;
+pub mod clock;
 pub mod convert;
 pub mod entropy;
 pub mod failure;

@@ -4,3 +4,4 @@ pub mod base64;
 pub mod errors;
 pub mod hash;
 pub mod json;
+pub mod uuid;
