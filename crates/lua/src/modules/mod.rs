@@ -5,3 +5,4 @@ pub mod errors;
 pub mod hash;
 pub mod json;
 pub mod uuid;
+pub mod crypto;
