@@ -7,3 +7,5 @@ pub mod convert;
 pub mod entropy;
 pub mod failure;
 pub mod modules;
+pub mod sandbox;
+pub mod workflow;

@@ -5,4 +5,5 @@ pub mod errors;
 pub mod hash;
 pub mod json;
 pub mod uuid;
+pub mod time;
 pub mod crypto;

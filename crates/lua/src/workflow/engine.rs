@@ -1,0 +1,553 @@
+//! The workflow engine: one sandboxed Lua VM shared by many runs, each run a set of coroutines
+//! with its own global environment. `activate` applies an activation's jobs, runs every ready
+//! coroutine until all are blocked, and returns the commands they issued.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use mlua::{UserDataFields, ChunkMode, Function, HookTriggers, LightUserData, Lua, MultiValue, Table, Thread, ThreadStatus, Value, VmState};
+
+use super::run::{ActiveRun, RunCore, active_run};
+use super::{ActivityOutcome, ActivityTarget, Activation, Command, Completion, Job, TaskFailure, WorkflowCode, api, channel, time_api};
+use crate::convert::{from_data, to_data};
+use crate::entropy::Entropy;
+use crate::failure::Failure;
+use crate::sandbox::{self, Sandbox};
+
+/// How often (in VM instructions) the deadlock deadline is checked.
+const DEADLOCK_CHECK_INSTRUCTIONS: u32 = 10_000;
+
+/// The modules a workflow may `require`: deterministic ones only.
+pub const WORKFLOW_MODULES: &[&str] =
+    &["funcs", "time", "workflow", "ctx", "uuid", "crypto", "json", "base64", "yaml", "hash", "logger", "errors"];
+
+static PARK_SENTINEL: u8 = 0;
+
+fn park() -> LightUserData {
+    LightUserData(std::ptr::from_ref(&PARK_SENTINEL).cast_mut().cast())
+}
+
+/// Everything the engine needs to know about the worker's entries.
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    pub workflows: Vec<WorkflowCode>,
+    /// Activity entries by entry ID.
+    pub activities: HashMap<String, ActivityTarget>,
+    /// `deadlock_detection_timeout`.
+    pub deadlock_timeout: Duration,
+    /// `client@worker`, the host part of workflow PIDs.
+    pub pid_host: String,
+}
+
+struct Definition {
+    code: WorkflowCode,
+    bytecode: Vec<u8>,
+    modules: Rc<[String]>,
+    entry_id: Rc<str>,
+}
+
+struct Run {
+    core: Rc<RefCell<RunCore>>,
+    env: Table,
+    definition: Rc<Definition>,
+}
+
+pub struct WorkflowEngine {
+    lua: Lua,
+    definitions: HashMap<String, Rc<Definition>>,
+    runs: HashMap<String, Run>,
+    main: Function,
+    env_meta: Table,
+    deadlock_timeout: Duration,
+    activity_targets: Rc<HashMap<String, ActivityTarget>>,
+}
+
+impl std::fmt::Debug for WorkflowEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkflowEngine").field("runs", &self.runs.len()).finish_non_exhaustive()
+    }
+}
+
+/// Why the engine could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// A workflow source does not compile (fatal: fix the Lua file).
+    #[error("{chunk}: {message}")]
+    Compile { chunk: String, message: String },
+    /// The Lua host itself failed to start (fatal).
+    #[error("cannot start the workflow Lua VM: {0}")]
+    Vm(String),
+}
+
+struct RunEntropy(Rc<RefCell<RunCore>>);
+
+impl Entropy for RunEntropy {
+    fn fill(&mut self, buf: &mut [u8]) {
+        if let Ok(mut core) = self.0.try_borrow_mut() {
+            core.rng.fill(buf);
+        }
+    }
+}
+
+struct RunClock(i128);
+
+impl crate::clock::WallClock for RunClock {
+    fn now_unix_nanos(&self) -> i128 {
+        self.0
+    }
+}
+
+impl WorkflowEngine {
+    pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
+        let vm_error = |e: mlua::Error| EngineError::Vm(e.to_string());
+        let lua = sandbox::new_vm(Sandbox::Workflow).map_err(vm_error)?;
+        let (main, env_meta) = install_api(&lua, &config.pid_host).map_err(vm_error)?;
+        let mut definitions = HashMap::new();
+        for code in config.workflows {
+            let function = lua
+                .load(&code.source)
+                .set_name(format!("@{}", code.chunk_name))
+                .into_function()
+                .map_err(|e| EngineError::Compile { chunk: code.chunk_name.clone(), message: e.to_string() })?;
+            let definition = Definition {
+                bytecode: function.dump(false),
+                modules: code.modules.clone().into(),
+                entry_id: code.entry_id.as_str().into(),
+                code,
+            };
+            definitions.insert(definition.code.type_name.clone(), Rc::new(definition));
+        }
+        let deadlock_timeout =
+            if config.deadlock_timeout.is_zero() { Duration::from_secs(1) } else { config.deadlock_timeout };
+        Ok(WorkflowEngine {
+            lua,
+            definitions,
+            runs: HashMap::new(),
+            main,
+            env_meta,
+            deadlock_timeout,
+            activity_targets: Rc::new(config.activities),
+        })
+    }
+
+    /// Workflow types this engine can run.
+    pub fn workflow_types(&self) -> impl Iterator<Item = &str> {
+        self.definitions.keys().map(String::as_str)
+    }
+
+    pub fn cached_runs(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// Bytes the VM currently holds (all cached runs together).
+    pub fn used_memory(&self) -> usize {
+        self.lua.used_memory()
+    }
+
+    /// Drops a run's state (Core evicted it).
+    pub fn evict(&mut self, run_id: &str) {
+        self.runs.remove(run_id);
+    }
+
+    /// Applies `activation` and returns the commands the run issued, or why the task fails.
+    pub fn activate(&mut self, activation: Activation) -> Completion {
+        let run_id = activation.run_id.clone();
+        let result = self.activate_inner(activation);
+        self.lua.remove_app_data::<ActiveRun>();
+        self.lua.remove_app_data::<Box<dyn Entropy>>();
+        self.lua.remove_app_data::<Box<dyn crate::clock::WallClock>>();
+        match result {
+            Ok(completion) => completion,
+            Err(e) => {
+                self.runs.remove(&run_id);
+                Completion::Failed(TaskFailure::Other { message: format!("workflow engine error: {e}") })
+            }
+        }
+    }
+
+    fn activate_inner(&mut self, activation: Activation) -> mlua::Result<Completion> {
+        let Activation { run_id, timestamp, is_replaying, history_length, history_size, jobs } = activation;
+        let mut jobs = jobs.into_iter().peekable();
+        if let Some(Job::Initialize { .. }) = jobs.peek()
+            && let Some(Job::Initialize { info, args, randomness_seed }) = jobs.next()
+        {
+            let Some(definition) = self.definitions.get(&info.workflow_type).cloned() else {
+                let known: Vec<&str> = self.workflow_types().collect();
+                return Ok(Completion::Failed(TaskFailure::Other {
+                    message: format!(
+                        "workflow type `{}` is not registered on this worker (registered: {})",
+                        info.workflow_type,
+                        known.join(", ")
+                    ),
+                }));
+            };
+            let core = RunCore::new(
+                info,
+                randomness_seed,
+                timestamp,
+                definition.entry_id.clone(),
+                definition.modules.clone(),
+                self.activity_targets.clone(),
+            );
+            let env = sandbox::run_environment(&self.lua, &self.env_meta)?;
+            let run = Run { core: Rc::new(RefCell::new(core)), env, definition };
+            self.start_main(&run, &args)?;
+            self.runs.insert(run_id.clone(), run);
+        }
+        let Some(run) = self.runs.get(&run_id) else {
+            return Ok(Completion::Failed(TaskFailure::Other {
+                message: format!("run {run_id} is not in the workflow cache and the activation does not start it"),
+            }));
+        };
+        let core = run.core.clone();
+        {
+            let mut c = core.borrow_mut();
+            c.now = timestamp;
+            c.replaying = is_replaying;
+            c.history_length = history_length;
+            c.history_size = history_size;
+            c.deadline = Some(Instant::now() + self.deadlock_timeout);
+            c.deadlock_timeout = self.deadlock_timeout;
+        }
+        let now = core.borrow().now_nanos();
+        self.lua.set_app_data(ActiveRun(core.clone()));
+        self.lua.set_app_data::<Box<dyn Entropy>>(Box::new(RunEntropy(core.clone())));
+        self.lua.set_app_data::<Box<dyn crate::clock::WallClock>>(Box::new(RunClock(now)));
+        for job in jobs {
+            apply_job(&self.lua, &core, job)?;
+        }
+        Ok(run_ready_tasks(&self.lua, &core))
+    }
+
+    fn start_main(&self, run: &Run, args: &[crate::convert::Data]) -> mlua::Result<()> {
+        let definition = &run.definition;
+        let chunk = self
+            .lua
+            .load(&definition.bytecode)
+            .set_mode(ChunkMode::Binary)
+            .set_name(format!("@{}", definition.code.chunk_name))
+            .set_environment(run.env.clone())
+            .into_function()?;
+        let thread = self.lua.create_thread(self.main.clone())?;
+        install_deadlock_hook(&thread)?;
+        let mut start = Vec::with_capacity(args.len() + 3);
+        start.push(Value::Function(chunk));
+        start.push(Value::String(self.lua.create_string(definition.code.entry_id.as_str())?));
+        start.push(Value::String(self.lua.create_string(definition.code.method.as_str())?));
+        for data in args {
+            start.push(from_data(&self.lua, data)?);
+        }
+        run.core.borrow_mut().add_task(thread, MultiValue::from_vec(start));
+        Ok(())
+    }
+}
+
+fn apply_job(lua: &Lua, core: &Rc<RefCell<RunCore>>, job: Job) -> mlua::Result<()> {
+    let mut run = core.borrow_mut();
+    match job {
+        Job::Initialize { .. } => {
+            return Err(mlua::Error::runtime("InitializeWorkflow for a run that is already running"));
+        }
+        Job::FireTimer { seq } => time_api::fire(lua, &mut run, seq)?,
+        Job::ResolveActivity { seq, outcome } => {
+            let outcome = match outcome {
+                ActivityOutcome::Completed(data) => Ok(data),
+                ActivityOutcome::Failed(failure) | ActivityOutcome::Cancelled(failure) => Err(failure),
+            };
+            api::resolve_activity(lua, &mut run, seq, outcome)?;
+        }
+        Job::Signal { name, args } => run.deliver_signal(lua, name, args)?,
+        Job::Cancel { reason } => api::deliver_cancel(lua, &mut run, reason)?,
+        Job::UpdateRandomSeed { seed } => run.rng = super::random::DeterministicRng::new(seed),
+    }
+    Ok(())
+}
+
+/// Runs ready coroutines until every one is blocked or the workflow ends.
+fn run_ready_tasks(lua: &Lua, core: &Rc<RefCell<RunCore>>) -> Completion {
+    const MAIN: usize = 0;
+    let park = Value::LightUserData(park());
+    loop {
+        if core.borrow().finished {
+            break;
+        }
+        let next = core.borrow_mut().next_ready();
+        let Some((task, thread, start_args)) = next else { break };
+        core.borrow_mut().current = Some(task);
+        let result = match start_args {
+            Some(args) => thread.resume::<MultiValue>(args),
+            None => thread.resume::<MultiValue>(()),
+        };
+        core.borrow_mut().current = None;
+        if core.borrow().deadlocked {
+            let message = match &result {
+                Err(e) => {
+                    let failure = Failure::from_lua_error(e);
+                    match failure.stack {
+                        Some(stack) => format!("{}\n{stack}", failure.message),
+                        None => failure.message,
+                    }
+                }
+                Ok(_) => "[TMPRL1101] potential deadlock detected".to_owned(),
+            };
+            return Completion::Failed(TaskFailure::Deadlock { message });
+        }
+        match result {
+            Err(error) => {
+                let mut failure = Failure::from_lua_error(&error);
+                if task != MAIN {
+                    failure = failure.wrap("error in a coroutine started with coroutine.spawn");
+                }
+                finish(lua, core, Err(failure));
+            }
+            Ok(values) => match thread.status() {
+                ThreadStatus::Resumable => {
+                    if values.front() != Some(&park) {
+                        finish(
+                            lua,
+                            core,
+                            Err(Failure::internal(
+                                "coroutine.yield was called outside a coroutine created with coroutine.create \
+                                 (workflow code blocks through channels, timers and funcs instead)",
+                            )),
+                        );
+                    }
+                }
+                ThreadStatus::Finished => {
+                    core.borrow_mut().finish_task(task);
+                    if task == MAIN {
+                        let outcome = returned_outcome(&values);
+                        finish(lua, core, outcome);
+                    }
+                }
+                ThreadStatus::Running | ThreadStatus::Error => {}
+            },
+        }
+    }
+    Completion::Commands(std::mem::take(&mut core.borrow_mut().commands))
+}
+
+/// Applies the return convention to the main function's results.
+fn returned_outcome(values: &MultiValue) -> Result<crate::convert::Data, Failure> {
+    if let Some(failure) = values.get(1).and_then(Failure::from_return) {
+        return Err(failure);
+    }
+    let result = values.front().cloned().unwrap_or(Value::Nil);
+    to_data(&result).map_err(|e| Failure::invalid(format!("cannot encode the workflow result: {}", e.with_root("result"))))
+}
+
+fn finish(_lua: &Lua, core: &Rc<RefCell<RunCore>>, outcome: Result<crate::convert::Data, Failure>) {
+    let mut run = core.borrow_mut();
+    run.finished = true;
+    run.ready.clear();
+    run.commands.push(match outcome {
+        Ok(data) => Command::CompleteWorkflow(data),
+        Err(failure) => Command::FailWorkflow(failure),
+    });
+}
+
+fn install_deadlock_hook(thread: &Thread) -> mlua::Result<()> {
+    thread.set_hook(HookTriggers::new().every_nth_instruction(DEADLOCK_CHECK_INSTRUCTIONS), move |lua, _| {
+        let Some(active) = lua.app_data_ref::<ActiveRun>() else { return Ok(VmState::Continue) };
+        let Ok(mut core) = active.0.try_borrow_mut() else { return Ok(VmState::Continue) };
+        match core.deadline {
+            Some(deadline) if Instant::now() > deadline => {
+                if core.deadlocked {
+                    // The first error was caught by pcall: leave by yielding instead.
+                    return Ok(VmState::Yield);
+                }
+                core.deadlocked = true;
+                let timeout = core.deadlock_timeout;
+                drop(core);
+                drop(active);
+                let trace = traceback(lua);
+                Err(mlua::Error::runtime(format!(
+                    "[TMPRL1101] Potential deadlock detected: workflow code ran for more than {timeout:?} \
+                     without blocking on a channel, timer or activity\n{trace}"
+                )))
+            }
+            _ => Ok(VmState::Continue),
+        }
+    })
+}
+
+/// The Lua call stack of the running coroutine, one frame a line.
+fn traceback(lua: &Lua) -> String {
+    let mut lines = vec!["stack traceback:".to_owned()];
+    for level in 0..32 {
+        let Some(frame) = lua.inspect_stack(level, |debug| {
+            let source = debug.source();
+            let name = debug.names().name.map(|n| n.into_owned());
+            let src = source.short_src.map(|s| s.into_owned()).unwrap_or_else(|| "?".into());
+            (src, debug.current_line(), name)
+        }) else {
+            break;
+        };
+        let (src, line, name) = frame;
+        if src.starts_with("[C]") || src.starts_with("tempest:") {
+            continue;
+        }
+        let place = match line {
+            Some(line) => format!("{src}:{line}"),
+            None => src,
+        };
+        lines.push(match name {
+            Some(name) => format!("\t{place}: in function '{name}'"),
+            None => format!("\t{place}: in main chunk"),
+        });
+    }
+    lines.join("\n")
+}
+
+/// Builds the shared workflow globals; returns the prelude's `main` and the per-run env metatable.
+fn install_api(lua: &Lua, pid_host: &str) -> mlua::Result<(Function, Table)> {
+    let primitives = lua.create_table()?;
+    primitives.raw_set("PARK", park())?;
+    channel::register(lua, &primitives)?;
+    api::register_primitives(lua, &primitives)?;
+    let time = time_api::register(lua, &primitives)?;
+    let hooked_create = lua.create_function(|lua, f: Function| {
+        let thread = lua.create_thread(f)?;
+        install_deadlock_hook(&thread)?;
+        Ok(thread)
+    })?;
+    primitives.raw_set("coroutine_create", hooked_create.clone())?;
+    let prelude: Table = lua
+        .load(include_str!("prelude.lua"))
+        .set_name("=tempest:prelude")
+        .call(primitives.clone())?;
+
+    let channel_methods: Table = prelude.get("channel_methods")?;
+    lua.register_userdata_type::<channel::Channel>(|registry| {
+        registry.add_meta_field("__index", channel_methods);
+        registry.add_meta_field("__name", "channel");
+    })?;
+
+    let globals = lua.globals();
+    let freeze = |name: &str, table: &Table| sandbox::freeze(lua, name, table);
+
+    let channel_module = lua.create_table()?;
+    channel_module.raw_set("new", primitives.get::<Function>("chan_new")?)?;
+    channel_module.raw_set("select", prelude.get::<Function>("select")?)?;
+    globals.raw_set("channel", freeze("channel", &channel_module)?)?;
+
+    let coroutine: Table = globals.get("coroutine")?;
+    let workflow_coroutine = lua.create_table()?;
+    for name in ["yield", "status", "running", "isyieldable", "close"] {
+        workflow_coroutine.raw_set(name, coroutine.get::<Value>(name)?)?;
+    }
+    workflow_coroutine.raw_set("create", hooked_create)?;
+    workflow_coroutine.raw_set("resume", prelude.get::<Function>("resume")?)?;
+    workflow_coroutine.raw_set("wrap", prelude.get::<Function>("wrap")?)?;
+    workflow_coroutine.raw_set(
+        "spawn",
+        lua.create_function(|lua, (f, args): (Function, MultiValue)| {
+            let thread = lua.create_thread(f)?;
+            install_deadlock_hook(&thread)?;
+            active_run(lua)?.borrow_mut().add_task(thread, args);
+            Ok(())
+        })?,
+    )?;
+    globals.raw_set("coroutine", freeze("coroutine", &workflow_coroutine)?)?;
+
+    globals.raw_set("math", freeze("math", &api::math_module(lua)?)?)?;
+    globals.raw_set("os", freeze("os", &api::os_module(lua)?)?)?;
+    for name in ["string", "table", "utf8"] {
+        let table: Table = globals.get(name)?;
+        globals.raw_set(name, freeze(name, &table)?)?;
+    }
+    globals.raw_set("process", freeze("process", &api::process_module(lua, pid_host)?)?)?;
+    let errors = freeze("errors", &crate::modules::errors::register(lua)?)?;
+    globals.raw_set("errors", errors.clone())?;
+    install_deterministic_base(lua, &globals)?;
+
+    let funcs: Table = prelude.get("funcs")?;
+    time.raw_set("sleep", prelude.get::<Function>("sleep")?)?;
+    let modules = lua.create_table()?;
+    modules.raw_set("funcs", freeze("funcs", &funcs)?)?;
+    modules.raw_set("time", freeze("time", &time)?)?;
+    modules.raw_set("workflow", freeze("workflow", &api::workflow_module(lua)?)?)?;
+    modules.raw_set("errors", errors)?;
+    modules.raw_set("json", freeze("json", &crate::modules::json::register(lua)?)?)?;
+    modules.raw_set("uuid", freeze("uuid", &crate::modules::uuid::register(lua)?)?)?;
+    modules.raw_set("base64", freeze("base64", &crate::modules::base64::register(lua)?)?)?;
+    modules.raw_set("hash", freeze("hash", &crate::modules::hash::register(lua)?)?)?;
+    globals.raw_set("require", require_function(lua, modules)?)?;
+
+    let main: Function = prelude.get("main")?;
+    let env_meta = sandbox::environment_meta(lua, &globals)?;
+    Ok((main, env_meta))
+}
+
+/// `require` for workflows: the entry's `modules:` list, then the deterministic module set.
+fn require_function(lua: &Lua, modules: Table) -> mlua::Result<Function> {
+    lua.create_function(move |lua, name: String| {
+        let run = active_run(lua)?;
+        let (allowed, entry) = {
+            let run = run.borrow();
+            (run.modules.clone(), run.entry_id.clone())
+        };
+        if !WORKFLOW_MODULES.contains(&name.as_str()) {
+            return Err(mlua::Error::runtime(format!(
+                "module `{name}` cannot be used in workflows (it is not deterministic); allowed: {}",
+                WORKFLOW_MODULES.join(", ")
+            )));
+        }
+        if !allowed.iter().any(|m| m == &name) {
+            return Err(mlua::Error::runtime(format!(
+                "module `{name}` is not in the `modules:` list of entry `{entry}`; add it there"
+            )));
+        }
+        match modules.raw_get::<Value>(name.as_str())? {
+            Value::Nil => Err(mlua::Error::runtime(format!("module `{name}` is not available in workflows yet"))),
+            module => Ok(module),
+        }
+    })
+}
+
+/// `print`, `tostring` and `setmetatable` that cannot leak addresses or run finalizers.
+fn install_deterministic_base(lua: &Lua, globals: &Table) -> mlua::Result<()> {
+    let original_tostring: Function = globals.get("tostring")?;
+    let tostring = lua.create_function(move |_, value: Value| {
+        let text: String = original_tostring.call(value)?;
+        // "table: 0x55d0c2a0" differs between processes; keep only the type (or __name).
+        Ok(match text.rsplit_once(": 0x") {
+            Some((name, address)) if address.bytes().all(|b| b.is_ascii_hexdigit()) => name.to_owned(),
+            _ => text,
+        })
+    })?;
+    globals.raw_set("tostring", tostring.clone())?;
+    globals.raw_set(
+        "print",
+        lua.create_function(move |lua, args: MultiValue| {
+            let mut parts = Vec::with_capacity(args.len());
+            for arg in args {
+                parts.push(tostring.call::<String>(arg)?);
+            }
+            let run = active_run(lua)?;
+            let run = run.borrow();
+            if !run.replaying {
+                tracing::info!(target: "tempest::workflow", workflow_id = %run.info.workflow_id, run_id = %run.info.run_id, "{}", parts.join("\t"));
+            }
+            Ok(())
+        })?,
+    )?;
+    let original_setmetatable: Function = globals.get("setmetatable")?;
+    globals.raw_set(
+        "setmetatable",
+        lua.create_function(move |_, (table, meta): (Table, Option<Table>)| {
+            if let Some(meta) = &meta
+                && !meta.raw_get::<Value>("__gc")?.is_nil()
+            {
+                return Err(mlua::Error::runtime(
+                    "__gc metamethods are not allowed in workflows (garbage collection timing differs between replays)",
+                ));
+            }
+            original_setmetatable.call::<Table>((table, meta))
+        })?,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,136 @@
+-- Tempest workflow prelude: the blocking parts of the workflow API, written in Lua because only
+-- Lua code can yield. Each blocking call loops over a non-blocking Rust primitive and yields the
+-- PARK sentinel to the scheduler until it is woken. Receives the primitives table, returns the
+-- functions the engine wires into the sandbox.
+local P = ...
+local PARK = P.PARK
+local yield, raw_resume, raw_status = coroutine.yield, coroutine.resume, coroutine.status
+local try_recv, try_send, send_status, try_select = P.chan_try_recv, P.chan_try_send, P.chan_send_status, P.chan_try_select
+local pack, unpack, type, error, setmetatable, pairs = table.pack, table.unpack, type, error, setmetatable, pairs
+
+local M = {}
+
+local function receive(ch)
+  while true do
+    local got, v = try_recv(ch)
+    if got then return v, true end
+    if got == false then return nil, false end
+    yield(PARK)
+  end
+end
+
+local function send(ch, v)
+  local ticket = try_send(ch, v)
+  if ticket == true then return true end
+  while not send_status(ch, ticket) do yield(PARK) end
+  return true
+end
+
+M.channel_methods = {
+  receive = receive,
+  send = send,
+  close = P.chan_close,
+  len = P.chan_len,
+  case_receive = function(ch) return { channel = ch, op = "receive" } end,
+  case_send = function(ch, v) return { channel = ch, op = "send", value = v } end,
+}
+
+function M.select(cases)
+  if type(cases) ~= "table" then error("channel.select expects a table of cases", 2) end
+  local has_default = cases.default == true
+  while true do
+    local i, v, ok = try_select(cases, has_default)
+    if i == 0 then return { default = true, ok = true } end
+    if i then return { channel = cases[i].channel, value = v, ok = ok } end
+    yield(PARK)
+  end
+end
+
+-- A PARK yielded inside a user coroutine belongs to the scheduler: pass it up, then resume the
+-- inner coroutine again once the enclosing task is woken.
+local function forward(co, ok, first, ...)
+  if ok and first == PARK and raw_status(co) == "suspended" then
+    yield(PARK)
+    return forward(co, raw_resume(co))
+  end
+  return ok, first, ...
+end
+
+function M.resume(co, ...)
+  return forward(co, raw_resume(co, ...))
+end
+
+function M.wrap(f)
+  local co = P.coroutine_create(f)
+  return function(...)
+    local r = pack(forward(co, raw_resume(co, ...)))
+    if not r[1] then error(r[2], 0) end
+    return unpack(r, 2, r.n)
+  end
+end
+
+-- The body of a run's main task: evaluate the entry's chunk and call its method.
+function M.main(chunk, entry, method, ...)
+  local module = chunk()
+  local f
+  if type(module) == "function" then
+    f = module
+  elseif type(module) == "table" then
+    f = module[method]
+  end
+  if type(f) ~= "function" then
+    error(("entry %s: method %q not found (the chunk must return a function or a table with a function %q)")
+      :format(entry, method, method), 0)
+  end
+  return f(...)
+end
+
+-- Activities: the future's channel delivers one payload, or closes on failure.
+local function await(future)
+  receive(P.future_channel(future))
+  return P.future_values(future)
+end
+
+local function call(options, id, ...)
+  local future, err = P.activity(options, id, ...)
+  if not future then return nil, err end
+  return await(future)
+end
+
+local Executor = {}
+Executor.__index = Executor
+
+local function merged(a, b)
+  local out = {}
+  for k, v in pairs(a) do out[k] = v end
+  for k, v in pairs(b) do out[k] = v end
+  return out
+end
+
+function Executor:with_options(options)
+  if type(options) ~= "table" then return nil, P.invalid("with_options expects a table") end
+  return setmetatable({ options = merged(self.options, options), context = self.context }, Executor)
+end
+
+function Executor:with_context(values)
+  if type(values) ~= "table" then return nil, P.invalid("with_context expects a table") end
+  return setmetatable({ options = self.options, context = merged(self.context, values) }, Executor)
+end
+
+function Executor:call(id, ...) return call(self.options, id, ...) end
+function Executor:async(id, ...) return P.activity(self.options, id, ...) end
+
+M.funcs = {
+  call = function(id, ...) return call(nil, id, ...) end,
+  async = function(id, ...) return P.activity(nil, id, ...) end,
+  new = function() return setmetatable({ options = {}, context = {} }, Executor) end,
+}
+
+-- Timers: a durable timer feeding a one-shot channel.
+function M.sleep(d)
+  local ch, err = P.after(d)
+  if not ch then return nil, err end
+  receive(ch)
+end
+
+return M

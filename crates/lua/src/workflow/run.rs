@@ -1,0 +1,238 @@
+//! The state of one workflow run that Lua callbacks touch: tasks and the ready queue, sequence
+//! numbers, pending timers and activities, buffered signals, and the commands issued so far.
+//!
+//! While an activation runs, the engine installs the run as the VM's [`ActiveRun`] app data; every
+//! workflow API function finds its run there. Borrows never span a Lua call.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::{Instant, SystemTime};
+
+use mlua::{Lua, MultiValue, Thread};
+
+use super::channel::Channel;
+use super::random::DeterministicRng;
+use super::{ActivityTarget, Command, WorkflowInfo};
+use crate::failure::Failure;
+
+pub(crate) type TaskId = usize;
+
+/// The VM's app data while an activation of this run executes.
+pub(crate) struct ActiveRun(pub(crate) Rc<RefCell<RunCore>>);
+
+/// Returns the run whose activation is executing, or an error for calls made outside one.
+pub(crate) fn active_run(lua: &Lua) -> mlua::Result<Rc<RefCell<RunCore>>> {
+    lua.app_data_ref::<ActiveRun>()
+        .map(|active| active.0.clone())
+        .ok_or_else(|| mlua::Error::runtime("workflow API called outside of a workflow activation"))
+}
+
+pub(crate) struct Task {
+    pub(crate) thread: Thread,
+    /// Arguments for the first resume; `None` once started.
+    pub(crate) start_args: Option<MultiValue>,
+}
+
+/// A pending activity, as seen by its future.
+#[derive(Debug, Default)]
+pub(crate) struct FutureState {
+    pub(crate) seq: u32,
+    pub(crate) local: bool,
+    pub(crate) outcome: Option<Result<crate::convert::Data, Failure>>,
+    pub(crate) cancel_requested: bool,
+    pub(crate) channel: Option<Channel>,
+}
+
+/// What a fired timer feeds.
+pub(crate) enum TimerTarget {
+    /// `time.after`, `time.sleep`, `time.timer`: deliver once.
+    Once(Channel),
+    /// `time.ticker`: deliver and re-arm with the same period (nanoseconds).
+    Ticker { channel: Channel, period: std::time::Duration, ticker: Rc<RefCell<TickerState>> },
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct TickerState {
+    pub(crate) current_seq: u32,
+    pub(crate) stopped: bool,
+}
+
+/// Routing of incoming signals to `process.listen` channels, the inbox, or a holding queue.
+#[derive(Default)]
+pub(crate) struct Signals {
+    pub(crate) listeners: HashMap<String, (Channel, bool)>,
+    pub(crate) inbox: Option<Channel>,
+    pub(crate) held: VecDeque<(String, Vec<crate::convert::Data>)>,
+}
+
+pub(crate) struct RunCore {
+    pub(crate) info: WorkflowInfo,
+    pub(crate) now: SystemTime,
+    pub(crate) start_time: SystemTime,
+    pub(crate) replaying: bool,
+    pub(crate) history_length: u32,
+    pub(crate) history_size: u64,
+    pub(crate) rng: DeterministicRng,
+    pub(crate) tasks: Vec<Option<Task>>,
+    queued: Vec<bool>,
+    pub(crate) ready: VecDeque<TaskId>,
+    pub(crate) current: Option<TaskId>,
+    pub(crate) next_timer_seq: u32,
+    pub(crate) next_activity_seq: u32,
+    pub(crate) timers: HashMap<u32, TimerTarget>,
+    pub(crate) activities: HashMap<u32, Rc<RefCell<FutureState>>>,
+    pub(crate) commands: Vec<Command>,
+    pub(crate) signals: Signals,
+    pub(crate) events: Option<Channel>,
+    pub(crate) held_events: Vec<(String, String)>,
+    pub(crate) cancel_reason: Option<String>,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) deadlock_timeout: std::time::Duration,
+    pub(crate) deadlocked: bool,
+    pub(crate) finished: bool,
+    /// `modules:` of the workflow entry.
+    pub(crate) modules: Rc<[String]>,
+    pub(crate) entry_id: Rc<str>,
+    pub(crate) activity_targets: Rc<HashMap<String, ActivityTarget>>,
+    pub(crate) namespace_of_entry: Rc<str>,
+}
+
+impl RunCore {
+    pub(crate) fn new(
+        info: WorkflowInfo,
+        seed: u64,
+        now: SystemTime,
+        entry_id: Rc<str>,
+        modules: Rc<[String]>,
+        activity_targets: Rc<HashMap<String, ActivityTarget>>,
+    ) -> Self {
+        let namespace_of_entry: Rc<str> = entry_id.split_once(':').map(|(ns, _)| ns).unwrap_or("").into();
+        RunCore {
+            info,
+            now,
+            start_time: now,
+            replaying: false,
+            history_length: 0,
+            history_size: 0,
+            rng: DeterministicRng::new(seed),
+            tasks: Vec::new(),
+            queued: Vec::new(),
+            ready: VecDeque::new(),
+            current: None,
+            next_timer_seq: 1,
+            next_activity_seq: 1,
+            timers: HashMap::new(),
+            activities: HashMap::new(),
+            commands: Vec::new(),
+            signals: Signals::default(),
+            events: None,
+            held_events: Vec::new(),
+            cancel_reason: None,
+            deadline: None,
+            deadlock_timeout: std::time::Duration::from_secs(1),
+            deadlocked: false,
+            finished: false,
+            modules,
+            entry_id,
+            activity_targets,
+            namespace_of_entry,
+        }
+    }
+
+    pub(crate) fn add_task(&mut self, thread: Thread, start_args: MultiValue) -> TaskId {
+        let id = self.tasks.len();
+        self.tasks.push(Some(Task { thread, start_args: Some(start_args) }));
+        self.queued.push(false);
+        self.wake(id);
+        id
+    }
+
+    pub(crate) fn wake(&mut self, task: TaskId) {
+        if let (Some(Some(_)), Some(queued)) = (self.tasks.get(task), self.queued.get_mut(task))
+            && !*queued
+        {
+            *queued = true;
+            self.ready.push_back(task);
+        }
+    }
+
+    /// Wakes every task in `waiters` and empties it, except the running task, which stays
+    /// registered (it is re-registering as it parks).
+    pub(crate) fn wake_all(&mut self, waiters: &mut Vec<TaskId>) {
+        let current = self.current;
+        let mut keep = false;
+        for task in waiters.drain(..) {
+            if Some(task) == current {
+                keep = true;
+            } else {
+                self.wake(task);
+            }
+        }
+        if let (true, Some(task)) = (keep, current) {
+            waiters.push(task);
+        }
+    }
+
+    /// Takes the next ready task, returning its thread and first-resume arguments.
+    pub(crate) fn next_ready(&mut self) -> Option<(TaskId, Thread, Option<MultiValue>)> {
+        while let Some(id) = self.ready.pop_front() {
+            self.queued[id] = false;
+            if let Some(Some(task)) = self.tasks.get_mut(id) {
+                let args = task.start_args.take();
+                return Some((id, task.thread.clone(), args));
+            }
+        }
+        None
+    }
+
+    pub(crate) fn finish_task(&mut self, task: TaskId) {
+        if let Some(slot) = self.tasks.get_mut(task) {
+            *slot = None;
+        }
+    }
+
+    pub(crate) fn current_task(&self) -> mlua::Result<TaskId> {
+        self.current.ok_or_else(|| mlua::Error::runtime("blocking call outside of a workflow coroutine"))
+    }
+
+    pub(crate) fn next_timer(&mut self) -> u32 {
+        let seq = self.next_timer_seq;
+        self.next_timer_seq += 1;
+        seq
+    }
+
+    pub(crate) fn next_activity(&mut self) -> u32 {
+        let seq = self.next_activity_seq;
+        self.next_activity_seq += 1;
+        seq
+    }
+
+    /// Unix time of the activation in nanoseconds.
+    pub(crate) fn now_nanos(&self) -> i128 {
+        match self.now.duration_since(SystemTime::UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i128,
+            Err(e) => -(e.duration().as_nanos() as i128),
+        }
+    }
+
+    /// Routes a signal to its listener, the inbox, or holds it until one appears.
+    pub(crate) fn deliver_signal(&mut self, lua: &Lua, name: String, args: Vec<crate::convert::Data>) -> mlua::Result<()> {
+        if let Some((channel, as_message)) = self.signals.listeners.get(&name).cloned() {
+            let value = if as_message {
+                super::api::message_value(lua, &name, args)?
+            } else {
+                super::api::signal_value(lua, &args)?
+            };
+            channel.push(self, value);
+            return Ok(());
+        }
+        if let Some(inbox) = self.signals.inbox.clone() {
+            let value = super::api::message_value(lua, &name, args)?;
+            inbox.push(self, value);
+            return Ok(());
+        }
+        self.signals.held.push_back((name, args));
+        Ok(())
+    }
+}

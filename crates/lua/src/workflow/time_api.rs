@@ -1,0 +1,179 @@
+//! The workflow flavour of `time`: the activation's deterministic clock, and `after`, `timer`,
+//! `ticker` as durable Temporal timers feeding one-shot (or re-arming) channels. Stopping a timer
+//! cancels it on the server.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use mlua::{AnyUserData, Lua, Table, UserData, UserDataMethods, Value};
+
+use super::Command;
+use super::channel::Channel;
+use super::run::{RunCore, TickerState, TimerTarget, active_run};
+use crate::failure::Failure;
+use crate::modules::time::{Time, duration_arg, register_common};
+
+/// Starts a timer for `nanos` feeding `target`; returns its sequence number.
+fn start_timer(run: &mut RunCore, nanos: i64, target: TimerTarget) -> u32 {
+    let seq = run.next_timer();
+    run.commands.push(Command::StartTimer { seq, duration: Duration::from_nanos(nanos.max(0) as u64) });
+    run.timers.insert(seq, target);
+    seq
+}
+
+fn cancel_timer(run: &mut RunCore, seq: u32) -> bool {
+    if run.timers.remove(&seq).is_some() {
+        run.commands.push(Command::CancelTimer { seq });
+        true
+    } else {
+        false
+    }
+}
+
+/// Applies a `FireTimer` job: deliver the activation time and re-arm tickers.
+pub(crate) fn fire(lua: &Lua, run: &mut RunCore, seq: u32) -> mlua::Result<()> {
+    let Some(target) = run.timers.remove(&seq) else {
+        return Ok(());
+    };
+    let now = lua.create_userdata(Time::from_system(run.now))?;
+    match target {
+        TimerTarget::Once(channel) => {
+            channel.push(run, Value::UserData(now));
+        }
+        TimerTarget::Ticker { channel, period, ticker } => {
+            channel.push(run, Value::UserData(now));
+            if !ticker.borrow().stopped {
+                let next = start_timer(
+                    run,
+                    period.as_nanos() as i64,
+                    TimerTarget::Ticker { channel, period, ticker: ticker.clone() },
+                );
+                ticker.borrow_mut().current_seq = next;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn channel_userdata(lua: &Lua, channel: &Channel) -> mlua::Result<AnyUserData> {
+    lua.create_any_userdata(channel.clone())
+}
+
+/// `time.timer(d)`: a stoppable, resettable one-shot timer.
+struct Timer {
+    seq: u32,
+    channel: Channel,
+    channel_ud: AnyUserData,
+}
+
+impl UserData for Timer {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("channel", |_, this, ()| Ok(this.channel_ud.clone()));
+        methods.add_method("response", |_, this, ()| Ok(this.channel_ud.clone()));
+        methods.add_method_mut("stop", |lua, this, ()| {
+            let run = active_run(lua)?;
+            Ok(cancel_timer(&mut run.borrow_mut(), this.seq))
+        });
+        methods.add_method_mut("reset", |lua, this, d: Value| {
+            let nanos = duration_arg(&d).map_err(mlua::Error::runtime)?;
+            let run = active_run(lua)?;
+            let mut run = run.borrow_mut();
+            let was_active = cancel_timer(&mut run, this.seq);
+            this.seq = start_timer(&mut run, nanos, TimerTarget::Once(this.channel.clone()));
+            Ok(was_active)
+        });
+    }
+}
+
+/// `time.ticker(d)`: fires every period until stopped.
+struct Ticker {
+    state: Rc<RefCell<TickerState>>,
+    channel_ud: AnyUserData,
+}
+
+impl UserData for Ticker {
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_method("channel", |_, this, ()| Ok(this.channel_ud.clone()));
+        methods.add_method("response", |_, this, ()| Ok(this.channel_ud.clone()));
+        methods.add_method("stop", |lua, this, ()| {
+            let run = active_run(lua)?;
+            let mut state = this.state.borrow_mut();
+            if state.stopped {
+                return Ok(false);
+            }
+            state.stopped = true;
+            Ok(cancel_timer(&mut run.borrow_mut(), state.current_seq))
+        });
+    }
+}
+
+fn invalid(lua: &Lua, message: String) -> mlua::Result<(Value, Value)> {
+    Ok((Value::Nil, Failure::invalid(message).push(lua)?))
+}
+
+/// Registers `after` into the primitives (the prelude's `sleep` uses it) and returns the module.
+pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<Table> {
+    let after = lua.create_function(|lua, d: Value| {
+        let nanos = match duration_arg(&d) {
+            Ok(n) if n >= 0 => n,
+            Ok(n) => return invalid(lua, format!("time.after: duration must not be negative, got {n}ns")),
+            Err(message) => return invalid(lua, format!("time.after: {message}")),
+        };
+        let run = active_run(lua)?;
+        let channel = Channel::new(1);
+        start_timer(&mut run.borrow_mut(), nanos, TimerTarget::Once(channel.clone()));
+        Ok((Value::UserData(channel_userdata(lua, &channel)?), Value::Nil))
+    })?;
+    primitives.raw_set("after", after.clone())?;
+
+    let module = lua.create_table()?;
+    register_common(lua, &module)?;
+    module.raw_set("after", after)?;
+    module.raw_set(
+        "now",
+        lua.create_function(|lua, ()| {
+            let run = active_run(lua)?;
+            let now = run.borrow().now;
+            Ok(Time::from_system(now))
+        })?,
+    )?;
+    module.raw_set(
+        "timer",
+        lua.create_function(|lua, d: Value| {
+            let nanos = match duration_arg(&d) {
+                Ok(n) if n > 0 => n,
+                Ok(n) => return invalid(lua, format!("time.timer: duration must be positive, got {n}ns")),
+                Err(message) => return invalid(lua, format!("time.timer: {message}")),
+            };
+            let run = active_run(lua)?;
+            let channel = Channel::new(1);
+            let seq = start_timer(&mut run.borrow_mut(), nanos, TimerTarget::Once(channel.clone()));
+            let channel_ud = channel_userdata(lua, &channel)?;
+            Ok((Value::UserData(lua.create_userdata(Timer { seq, channel, channel_ud })?), Value::Nil))
+        })?,
+    )?;
+    module.raw_set(
+        "ticker",
+        lua.create_function(|lua, d: Value| {
+            let nanos = match duration_arg(&d) {
+                Ok(n) if n > 0 => n,
+                Ok(n) => return invalid(lua, format!("time.ticker: duration must be positive, got {n}ns")),
+                Err(message) => return invalid(lua, format!("time.ticker: {message}")),
+            };
+            let run = active_run(lua)?;
+            let channel = Channel::new(1);
+            let state = Rc::new(RefCell::new(TickerState::default()));
+            let period = Duration::from_nanos(nanos as u64);
+            let seq = start_timer(
+                &mut run.borrow_mut(),
+                nanos,
+                TimerTarget::Ticker { channel: channel.clone(), period, ticker: state.clone() },
+            );
+            state.borrow_mut().current_seq = seq;
+            let channel_ud = channel_userdata(lua, &channel)?;
+            Ok((Value::UserData(lua.create_userdata(Ticker { state, channel_ud })?), Value::Nil))
+        })?,
+    )?;
+    Ok(module)
+}
