@@ -7,3 +7,4 @@ pub mod json;
 pub mod uuid;
 pub mod time;
 pub mod crypto;
+pub mod yaml;
