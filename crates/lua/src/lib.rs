@@ -1,6 +1,7 @@
 //! Tempest's Lua host: VM construction, sandboxes, Lua <-> data conversion and the built-in
 //! modules. Knows nothing about Temporal; the `temporal` crate drives it through plain Rust types.
 
+pub mod activity;
 pub mod check;
 pub mod clock;
 pub mod convert;

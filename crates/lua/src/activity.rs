@@ -1,0 +1,207 @@
+//! Activity runtime: runs `function.lua` / `process.lua` entries as Temporal activities.
+//!
+//! A [`FunctionCatalog`] (sources, shareable across threads) is compiled lazily into an
+//! [`ActivityVm`] per OS thread; each call gets a fresh global environment, so one call's globals
+//! never leak into the next. Blocking module calls (HTTP, sleep) block the calling thread, which is
+//! why the Temporal side runs calls on a blocking thread pool.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use mlua::{ChunkMode, Function, Lua, MultiValue, Table, Value};
+
+use crate::convert::{Data, from_data, to_data};
+use crate::failure::Failure;
+use crate::sandbox::{self, Sandbox};
+
+/// One function entry.
+#[derive(Debug, Clone)]
+pub struct FunctionCode {
+    pub entry_id: String,
+    /// Chunk name shown in tracebacks, e.g. `examples/orders/payment.lua`.
+    pub chunk_name: String,
+    pub source: String,
+    pub method: String,
+    pub modules: Vec<String>,
+}
+
+/// The function entries a worker can run, by entry ID.
+#[derive(Debug, Default)]
+pub struct FunctionCatalog {
+    functions: HashMap<String, FunctionCode>,
+}
+
+impl FunctionCatalog {
+    pub fn new(functions: impl IntoIterator<Item = FunctionCode>) -> Arc<Self> {
+        Arc::new(FunctionCatalog { functions: functions.into_iter().map(|f| (f.entry_id.clone(), f)).collect() })
+    }
+
+    pub fn contains(&self, entry_id: &str) -> bool {
+        self.functions.contains_key(entry_id)
+    }
+
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.functions.keys().map(String::as_str)
+    }
+}
+
+/// A VM for running activities on one thread.
+pub struct ActivityVm {
+    lua: Lua,
+    catalog: Arc<FunctionCatalog>,
+    compiled: HashMap<String, Vec<u8>>,
+    env_meta: Table,
+    modules: Table,
+}
+
+impl std::fmt::Debug for ActivityVm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActivityVm").field("compiled", &self.compiled.len()).finish_non_exhaustive()
+    }
+}
+
+impl ActivityVm {
+    pub fn new(catalog: Arc<FunctionCatalog>) -> mlua::Result<Self> {
+        let lua = sandbox::new_vm(Sandbox::Activity)?;
+        let globals = lua.globals();
+        let modules = lua.create_table()?;
+        let errors = sandbox::freeze(&lua, "errors", &crate::modules::errors::register(&lua)?)?;
+        globals.raw_set("errors", errors.clone())?;
+        modules.raw_set("errors", errors)?;
+        modules.raw_set("json", sandbox::freeze(&lua, "json", &crate::modules::json::register(&lua)?)?)?;
+        modules.raw_set("time", sandbox::freeze(&lua, "time", &crate::modules::time::register(&lua)?)?)?;
+        modules.raw_set("uuid", sandbox::freeze(&lua, "uuid", &crate::modules::uuid::register(&lua)?)?)?;
+        modules.raw_set("crypto", sandbox::freeze(&lua, "crypto", &crate::modules::crypto::register(&lua)?)?)?;
+        modules.raw_set("base64", sandbox::freeze(&lua, "base64", &crate::modules::base64::register(&lua)?)?)?;
+        modules.raw_set("hash", sandbox::freeze(&lua, "hash", &crate::modules::hash::register(&lua)?)?)?;
+        for name in ["string", "table", "math", "utf8", "os", "coroutine"] {
+            let table: Table = globals.get(name)?;
+            globals.raw_set(name, sandbox::freeze(&lua, name, &table)?)?;
+        }
+        let env_meta = sandbox::environment_meta(&lua, &globals)?;
+        Ok(ActivityVm { lua, catalog, compiled: HashMap::new(), env_meta, modules })
+    }
+
+    /// Whether `entry_id` is one of the catalog's functions.
+    pub fn knows(&self, entry_id: &str) -> bool {
+        self.catalog.contains(entry_id)
+    }
+
+    /// Calls `entry_id` with `args`; the return convention decides success or failure.
+    pub fn call(&mut self, entry_id: &str, args: &[Data]) -> Result<Data, Failure> {
+        let Some(code) = self.catalog.functions.get(entry_id).cloned() else {
+            return Err(Failure::new(crate::failure::Kind::NOT_FOUND, format!("function `{entry_id}` is not registered"))
+                .with_retryable(Some(false)));
+        };
+        self.call_inner(&code, args).unwrap_or_else(|e| Err(Failure::from_lua_error(&e)))
+    }
+
+    fn call_inner(&mut self, code: &FunctionCode, args: &[Data]) -> mlua::Result<Result<Data, Failure>> {
+        if !self.compiled.contains_key(&code.entry_id) {
+            let function = self.lua.load(&code.source).set_name(format!("@{}", code.chunk_name)).into_function()?;
+            self.compiled.insert(code.entry_id.clone(), function.dump(false));
+        }
+        let bytecode = &self.compiled[&code.entry_id];
+        let env = sandbox::run_environment(&self.lua, &self.env_meta)?;
+        env.raw_set("require", self.require_function(code)?)?;
+        let chunk = self
+            .lua
+            .load(bytecode)
+            .set_mode(ChunkMode::Binary)
+            .set_name(format!("@{}", code.chunk_name))
+            .set_environment(env)
+            .into_function()?;
+        let module: Value = chunk.call(())?;
+        let function = match &module {
+            Value::Function(f) => f.clone(),
+            Value::Table(t) => match t.get::<Value>(code.method.as_str())? {
+                Value::Function(f) => f,
+                _ => return Ok(Err(method_missing(code))),
+            },
+            _ => return Ok(Err(method_missing(code))),
+        };
+        let mut lua_args = Vec::with_capacity(args.len());
+        for data in args {
+            lua_args.push(from_data(&self.lua, data)?);
+        }
+        let results: MultiValue = function.call(MultiValue::from_vec(lua_args))?;
+        if let Some(failure) = results.get(1).and_then(Failure::from_return) {
+            return Ok(Err(failure));
+        }
+        let result = results.front().cloned().unwrap_or(Value::Nil);
+        Ok(to_data(&result).map_err(|e| {
+            Failure::invalid(format!("{}: cannot encode the result: {}", code.entry_id, e.with_root("result")))
+        }))
+    }
+
+    fn require_function(&self, code: &FunctionCode) -> mlua::Result<Function> {
+        let allowed = code.modules.clone();
+        let entry = code.entry_id.clone();
+        let modules = self.modules.clone();
+        self.lua.create_function(move |_, name: String| {
+            if !allowed.iter().any(|m| m == &name) {
+                return Err(mlua::Error::runtime(format!(
+                    "module `{name}` is not in the `modules:` list of entry `{entry}`; add it there"
+                )));
+            }
+            match modules.raw_get::<Value>(name.as_str())? {
+                Value::Nil => Err(mlua::Error::runtime(format!("module `{name}` is not available in Tempest yet"))),
+                module => Ok(module),
+            }
+        })
+    }
+}
+
+fn method_missing(code: &FunctionCode) -> Failure {
+    Failure::internal(format!(
+        "entry {}: method {:?} not found (the chunk must return a function or a table with a function {:?})",
+        code.entry_id, code.method, code.method
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vm(source: &str) -> ActivityVm {
+        ActivityVm::new(FunctionCatalog::new([FunctionCode {
+            entry_id: "app:f".into(),
+            chunk_name: "f.lua".into(),
+            source: source.into(),
+            method: "run".into(),
+            modules: vec!["json".into(), "errors".into()],
+        }]))
+        .unwrap()
+    }
+
+    #[test]
+    fn return_convention() {
+        let mut v = vm("return { run = function(a, b) return { sum = a + b } end }");
+        assert_eq!(v.call("app:f", &[Data::Json(json!(1)), Data::Json(json!(2))]), Ok(Data::Json(json!({"sum": 3}))));
+        let mut v = vm("return { run = function() return nil, 'bad input' end }");
+        let err = v.call("app:f", &[]).unwrap_err();
+        assert_eq!((err.kind.as_str(), err.message.as_str(), err.retryable), ("Internal", "bad input", Some(false)));
+        let mut v = vm("return { run = function() return nil, errors.new{kind = errors.NOT_FOUND, message = 'gone', retryable = false} end }");
+        let err = v.call("app:f", &[]).unwrap_err();
+        assert_eq!((err.kind.as_str(), err.retryable), ("NotFound", Some(false)));
+        let mut v = vm("return { run = function() error('kaboom') end }");
+        let err = v.call("app:f", &[]).unwrap_err();
+        assert_eq!(err.kind.as_str(), "Internal");
+        assert!(err.message.contains("f.lua:1: kaboom"), "{}", err.message);
+    }
+
+    #[test]
+    fn calls_do_not_share_globals() {
+        let mut v = vm("count = (count or 0) + 1 return { run = function() return count end }");
+        assert_eq!(v.call("app:f", &[]), Ok(Data::Json(json!(1))));
+        assert_eq!(v.call("app:f", &[]), Ok(Data::Json(json!(1))));
+    }
+
+    #[test]
+    fn unknown_function_is_not_found() {
+        let mut v = vm("return { run = function() end }");
+        let err = v.call("app:missing", &[]).unwrap_err();
+        assert_eq!(err.kind.as_str(), "NotFound");
+    }
+}
