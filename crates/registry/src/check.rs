@@ -57,7 +57,7 @@ pub(crate) fn references(loaded: &[Loaded], declared: &[Declared<'_>], files: &[
 fn at_reference(item: &Loaded, reference: &Reference, files: &[SourceFile], declared: &[Declared<'_>], message: String) -> Diagnostic {
     let file = &files[declared[item.declared].file];
     Diagnostic::new(file.display.clone(), reference.at.line, reference.at.col, message)
-        .with_entry(item.entry.id.clone())
+        .with_entry(item.id.clone())
         .with_field(reference.field.clone())
 }
 
@@ -65,14 +65,17 @@ fn at_reference(item: &Loaded, reference: &Reference, files: &[SourceFile], decl
 pub(crate) fn router_loops(loaded: &[Loaded], declared: &[Declared<'_>], files: &[SourceFile], diagnostics: &mut Vec<Diagnostic>) {
     let routers: Vec<&Loaded> = loaded
         .iter()
-        .filter(|item| matches!(item.entry.kind, EntryKind::EnvStorage(StorageConfig::Router { .. })))
+        .filter(|item| {
+            matches!(item.entry.as_ref().map(|e| &e.kind), Some(EntryKind::EnvStorage(StorageConfig::Router { .. })))
+        })
         .collect();
     report_cycles(&routers, |_| true, "env routers loop", "a router must not reach itself", declared, files, diagnostics);
 }
 
 /// The start order of supervised and registered entries; cycles are reported.
 pub(crate) fn start_order(loaded: &[Loaded], declared: &[Declared<'_>], files: &[SourceFile], diagnostics: &mut Vec<Diagnostic>) -> Vec<EntryId> {
-    let nodes: Vec<&Loaded> = loaded.iter().filter(|item| is_started(&item.entry.kind)).collect();
+    let nodes: Vec<&Loaded> =
+        loaded.iter().filter(|item| item.entry.as_ref().is_some_and(|entry| is_started(&entry.kind))).collect();
     report_cycles(
         &nodes,
         |reference| reference.dependency,
@@ -83,7 +86,7 @@ pub(crate) fn start_order(loaded: &[Loaded], declared: &[Declared<'_>], files: &
         diagnostics,
     )
     .into_iter()
-    .map(|index| nodes[index].entry.id.clone())
+    .map(|index| nodes[index].id.clone())
     .collect()
 }
 
@@ -110,13 +113,16 @@ fn report_cycles(
     let mut sorted: Vec<usize> = (0..nodes.len()).collect();
     sorted.sort_by_key(|&i| nodes[i].declared);
     let nodes: Vec<&Loaded> = sorted.iter().map(|&i| nodes[i]).collect();
-    let position: HashMap<&EntryId, usize> = nodes.iter().enumerate().map(|(i, item)| (&item.entry.id, i)).collect();
+    let position: HashMap<&EntryId, usize> = nodes.iter().enumerate().map(|(i, item)| (&item.id, i)).collect();
+    let kind_of = |i: usize| nodes[i].entry.as_ref().map_or("", |entry| entry.kind.name());
     let edges: Vec<Vec<usize>> = nodes
         .iter()
         .map(|item| {
             let mut targets = Vec::new();
             for reference in item.references.iter().filter(|r| follow(r)) {
+                // References to the wrong kind were reported already; they order nothing.
                 if let Some(&target) = position.get(&reference.target)
+                    && reference.expect.accepts(kind_of(target))
                     && !targets.contains(&target)
                 {
                     targets.push(target);
@@ -129,8 +135,8 @@ fn report_cycles(
         Ok(order) => order.into_iter().map(|i| sorted[i]).collect(),
         Err(cycles) => {
             for cycle in cycles {
-                let path: Vec<String> = cycle.iter().map(|&i| nodes[i].entry.id.to_string()).collect();
-                let (from, to) = (nodes[cycle[0]], &nodes[cycle[1]].entry.id);
+                let path: Vec<String> = cycle.iter().map(|&i| nodes[i].id.to_string()).collect();
+                let (from, to) = (nodes[cycle[0]], &nodes[cycle[1]].id);
                 let Some(reference) = from.references.iter().find(|r| follow(r) && &r.target == to) else { continue };
                 let message = format!("{what}: {} ({expected})", path.join(" -> "));
                 diagnostics.push(at_reference(from, reference, files, declared, message));

@@ -51,9 +51,11 @@ impl Declared<'_> {
     }
 }
 
-/// One successfully read entry with the references it makes.
+/// One read entry with the references it makes (`entry` is `None` when it had errors; its
+/// references are still checked so every problem is reported at once).
 pub(crate) struct Loaded {
-    pub(crate) entry: Entry,
+    pub(crate) id: EntryId,
+    pub(crate) entry: Option<Entry>,
     pub(crate) references: Vec<Reference>,
     /// Index into the declared list (declaration order).
     pub(crate) declared: usize,
@@ -92,7 +94,7 @@ pub(crate) fn parse_yaml<'t>(file: &SourceFile, text: &'t str, diagnostics: &mut
                 file.display.clone(),
                 marker.line(),
                 marker.col() + 1,
-                format!("invalid YAML: {} (expected a YAML mapping with `namespace` and `entries`)", error.info()),
+                format!("invalid YAML: {}", error.info()),
             ));
             None
         }
@@ -230,10 +232,10 @@ pub(crate) fn load_env_entries(
             continue;
         }
         let Some(item) = read_entry(entry, index, &files[entry.file], root, process, diagnostics) else { continue };
-        let added = match &item.entry.kind {
-            EntryKind::EnvStorage(storage) => env.add_storage(item.entry.id.clone(), storage),
-            EntryKind::EnvVariable(variable) => {
-                env.add_variable(item.entry.id.clone(), variable.clone());
+        let added = match item.entry.as_ref().map(|entry| &entry.kind) {
+            Some(EntryKind::EnvStorage(storage)) => env.add_storage(item.id.clone(), storage),
+            Some(EntryKind::EnvVariable(variable)) => {
+                env.add_variable(item.id.clone(), variable.clone());
                 Ok(())
             }
             _ => Ok(()),
@@ -305,8 +307,8 @@ fn read_entry(
     };
     walker.finish(fields);
     let location = Location { file: file.display.clone(), line: declared.name_at.line, col: declared.name_at.col };
-    let entry = Entry { id: declared.id.clone(), kind: kind?, meta, location };
-    Some(Loaded { entry, references: references.items, declared: index })
+    let entry = kind.map(|kind| Entry { id: declared.id.clone(), kind, meta, location });
+    Some(Loaded { id: declared.id.clone(), entry, references: references.items, declared: index })
 }
 
 /// Opens the root directory, or reports why not.

@@ -71,7 +71,7 @@ impl Registry {
         loaded.sort_by_key(|item| item.declared);
         // Duplicates were reported; keep the first declaration only.
         let mut seen = std::collections::HashSet::new();
-        loaded.retain(|item| seen.insert(item.entry.id.clone()));
+        loaded.retain(|item| seen.insert(item.id.clone()));
 
         check::references(&loaded, &declared, &sources, &mut diagnostics);
         check::router_loops(&loaded, &declared, &sources, &mut diagnostics);
@@ -82,7 +82,7 @@ impl Registry {
             return Err(LoadErrors { report });
         }
         let (_, warnings) = report.into_parts();
-        let entries: Vec<Entry> = loaded.into_iter().map(|item| item.entry).collect();
+        let entries: Vec<Entry> = loaded.into_iter().filter_map(|item| item.entry).collect();
         let index = entries.iter().enumerate().map(|(i, entry)| (entry.id.clone(), i)).collect();
         Ok(Registry { dir: dir.to_path_buf(), entries, index, start_order, warnings, env: Arc::new(env) })
     }

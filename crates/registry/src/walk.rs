@@ -15,6 +15,8 @@ use crate::value::Value;
 
 pub(crate) type Node<'y> = MarkedYaml<'y>;
 
+const MISSING: &str = "missing required field";
+
 /// A 1-based line and column in a definition file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Position {
@@ -140,7 +142,7 @@ impl<'a> Walker<'a> {
 
     /// Records a missing required field at the entry's name.
     pub(crate) fn missing(&mut self, field: &str, expected: &str) {
-        self.error(self.entry_at, field, format!("missing required field (expected {expected})"));
+        self.error(self.entry_at, field, format!("{MISSING} (expected {expected})"));
     }
 
     /// Opens a mapping; `null` counts as an empty one.
@@ -177,13 +179,24 @@ impl<'a> Walker<'a> {
     pub(crate) fn finish(&mut self, fields: Fields<'_>) {
         for item in fields.items.iter().filter(|item| !item.used) {
             let hint = match suggest::closest(&item.key, fields.known.iter().copied()) {
-                Some(name) => format!("did you mean `{name}`?"),
+                Some(name) => {
+                    self.forget_missing(&fields.path(name));
+                    format!("did you mean `{name}`?")
+                }
                 None if fields.known.is_empty() => "this mapping takes no fields".to_owned(),
                 None => format!("expected one of: {}", fields.known.join(", ")),
             };
             let path = fields.path(&item.key);
             self.error(item.key_at, &path, format!("unknown field ({hint})"));
         }
+    }
+
+    /// Drops a "missing required field" error for `path` when a misspelling of it explains it.
+    fn forget_missing(&mut self, path: &str) {
+        let entry = self.entry.clone();
+        self.diagnostics.retain(|d| {
+            !(d.entry == entry && d.field.as_deref() == Some(path) && d.message.starts_with(MISSING))
+        });
     }
 
     /// Records "found X (expected Y)" for `node`.

@@ -203,7 +203,7 @@ fn parse_no_effect(walker: &mut Walker<'_>, fields: &mut Fields<'_>) {
 }
 
 fn parse_versioning(walker: &mut Walker<'_>, fields: &mut Fields<'_>, options: &mut WorkerOptions) {
-    let use_versioning = walker.take_bool(fields, "use_versioning").unwrap_or(false);
+    let use_versioning = walker.take_bool_at(fields, "use_versioning").filter(|flag| flag.value);
     let deployment_name = walker.take_string(fields, "deployment_name");
     let mut build_id = walker.take_string(fields, "build_id").map(|s| s.value).filter(|s| !s.is_empty());
     if let Some(variable) = walker.take_string(fields, "build_id_env")
@@ -226,7 +226,14 @@ fn parse_versioning(walker: &mut Walker<'_>, fields: &mut Fields<'_>, options: &
             }
         }
     });
-    if use_versioning {
+    if let Some(flag) = use_versioning {
+        if build_id.is_none() {
+            walker.error(
+                flag.at,
+                "worker_options.use_versioning",
+                "needs a build ID (expected `build_id`, or `build_id_env` naming a variable that is set)",
+            );
+        }
         options.versioning = Some(Versioning {
             deployment_name: deployment_name.map(|s| s.value).unwrap_or_default(),
             build_id: build_id.clone().unwrap_or_default(),
