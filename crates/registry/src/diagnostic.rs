@@ -163,8 +163,11 @@ impl FromIterator<Diagnostic> for Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for diagnostic in self.diagnostics() {
-            writeln!(f, "{diagnostic}")?;
+        for (index, diagnostic) in self.diagnostics().into_iter().enumerate() {
+            if index > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{diagnostic}")?;
         }
         Ok(())
     }
@@ -219,7 +222,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        assert_eq!(report.to_string(), "a.yaml:2:5: warning: a2\na.yaml:9:1: a9\nb.yaml:1:1: b\n");
+        assert_eq!(report.to_string(), "a.yaml:2:5: warning: a2\na.yaml:9:1: a9\nb.yaml:1:1: b");
         assert!(report.has_errors());
         assert_eq!(report.warnings().count(), 1);
     }

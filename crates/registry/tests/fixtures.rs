@@ -20,7 +20,7 @@ fn report(case: &Path) -> String {
     let options = LoadOptions { process_env: Arc::new(process_env(case)) };
     match Registry::load_with(case, options) {
         Ok(registry) => registry.warnings().iter().map(|w| format!("{w}\n")).collect(),
-        Err(errors) => errors.to_string(),
+        Err(errors) => format!("{errors}\n"),
     }
 }
 

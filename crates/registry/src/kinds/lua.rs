@@ -214,10 +214,13 @@ fn parse_meta(walker: &mut Walker<'_>, fields: &mut Fields<'_>, references: &mut
     let mut registration = None;
     let mut options = BTreeMap::new();
     let mut rest = BTreeMap::new();
+    let mut workflow_declared = false;
     if let Some(node) = fields.take("meta")
         && let Some(mut meta) = walker.fields(node, "meta")
     {
         if let Some(temporal) = meta.take("temporal") {
+            workflow_declared = matches!(&temporal.data, saphyr::YamlData::Mapping(map)
+                if map.keys().any(|key| key.data.as_str() == Some("workflow")));
             registration = parse_temporal(walker, temporal, references, kind);
         }
         if let Some(node) = meta.take("options") {
@@ -228,20 +231,14 @@ fn parse_meta(walker: &mut Walker<'_>, fields: &mut Fields<'_>, references: &mut
             rest.insert(key, walker.value(value, &path));
         }
     }
-    if kind == LuaKind::Workflow && !matches!(registration, Some(Registration::Workflow { .. })) && !walker_has_error_for(walker, "meta.temporal") {
+    // A `meta.temporal.workflow` without a worker was reported where it is written.
+    if kind == LuaKind::Workflow && !workflow_declared {
         walker.missing(
             "meta.temporal.workflow.worker",
             "the ID of the temporal.worker that runs this workflow, e.g. `worker: app:worker`",
         );
     }
     (registration, options, rest)
-}
-
-/// Whether a `meta.temporal...` problem was already reported for this entry.
-fn walker_has_error_for(walker: &Walker<'_>, prefix: &str) -> bool {
-    walker.diagnostics.iter().any(|d| {
-        d.entry == walker.entry && d.is_error() && d.field.as_deref().is_some_and(|f| f.starts_with(prefix))
-    })
 }
 
 fn parse_temporal(walker: &mut Walker<'_>, node: &Node<'_>, references: &mut References, kind: LuaKind) -> Option<Registration> {
