@@ -47,7 +47,9 @@ fn new(lua: &Lua, spec: Value) -> mlua::Result<Failure> {
 fn from_spec(spec: &Table) -> mlua::Result<Failure> {
     let message: Option<mlua::String> = spec.get("message")?;
     let Some(message) = message else {
-        return Err(mlua::Error::runtime("errors.new: field `message` (a string) is required"));
+        return Err(mlua::Error::runtime(
+            "errors.new: field `message` (a string) is required",
+        ));
     };
     let kind: Option<String> = spec.get("kind")?;
     let retryable: Option<bool> = spec.get("retryable")?;
@@ -58,7 +60,9 @@ fn from_spec(spec: &Table) -> mlua::Result<Failure> {
         })?),
     };
     let kind = kind.as_deref().map_or(Kind::UNKNOWN, Kind::new);
-    Ok(Failure::new(kind, message.to_string_lossy()).with_retryable(retryable).with_details(details))
+    Ok(Failure::new(kind, message.to_string_lossy())
+        .with_retryable(retryable)
+        .with_details(details))
 }
 
 fn wrap(lua: &Lua, (err, context): (Value, String)) -> mlua::Result<Option<Failure>> {
@@ -84,7 +88,9 @@ mod tests {
 
     fn lua() -> Lua {
         let lua = Lua::new();
-        lua.globals().set("errors", register(&lua).unwrap()).unwrap();
+        lua.globals()
+            .set("errors", register(&lua).unwrap())
+            .unwrap();
         lua
     }
 
@@ -96,39 +102,63 @@ mod tests {
     #[test]
     fn constants() {
         let lua = lua();
-        check(&lua, r#"return errors.NOT_FOUND == "NotFound" and errors.RATE_LIMITED == "RateLimited"
-            and errors.PERMISSION_DENIED == "PermissionDenied" and errors.UNKNOWN == "Unknown""#);
+        check(
+            &lua,
+            r#"return errors.NOT_FOUND == "NotFound" and errors.RATE_LIMITED == "RateLimited"
+            and errors.PERMISSION_DENIED == "PermissionDenied" and errors.UNKNOWN == "Unknown""#,
+        );
     }
 
     #[test]
     fn new_from_string_and_table() {
         let lua = lua();
-        check(&lua, r#"local e = errors.new("boom")
+        check(
+            &lua,
+            r#"local e = errors.new("boom")
             return e:kind() == "Unknown" and e:message() == "boom" and e:retryable() == nil
-                and e:details() == nil and e:stack():find("stack traceback") ~= nil"#);
-        check(&lua, r#"local e = errors.new({message = "gone", kind = errors.NOT_FOUND,
+                and e:details() == nil and e:stack():find("stack traceback") ~= nil"#,
+        );
+        check(
+            &lua,
+            r#"local e = errors.new({message = "gone", kind = errors.NOT_FOUND,
                 retryable = false, details = {id = 3}})
             return e:kind() == "NotFound" and e:retryable() == false and e:details().id == 3
-                and tostring(e) == "gone""#);
-        let err = lua.load("errors.new({kind = 'Invalid'})").exec().unwrap_err();
+                and tostring(e) == "gone""#,
+        );
+        let err = lua
+            .load("errors.new({kind = 'Invalid'})")
+            .exec()
+            .unwrap_err();
         assert!(err.to_string().contains("`message` (a string) is required"));
-        let err = lua.load("errors.new({message = 'm', details = {f = print}})").exec().unwrap_err();
-        assert!(err.to_string().contains("details.f: cannot encode a function"));
+        let err = lua
+            .load("errors.new({message = 'm', details = {f = print}})")
+            .exec()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("details.f: cannot encode a function")
+        );
         assert!(lua.load("errors.new(12)").exec().is_err());
     }
 
     #[test]
     fn wrap_and_is() {
         let lua = lua();
-        check(&lua, r#"local e = errors.new({message = "slow", kind = errors.TIMEOUT, retryable = true})
+        check(
+            &lua,
+            r#"local e = errors.new({message = "slow", kind = errors.TIMEOUT, retryable = true})
             local w = errors.wrap(e, "call api")
             return w:message() == "call api: slow" and w:kind() == "Timeout" and w:retryable() == true
                 and errors.is(w, errors.TIMEOUT) and not errors.is(w, errors.INVALID)
-                and w:cause():message() == "slow""#);
-        check(&lua, r#"local w = errors.wrap("plain", "ctx")
+                and w:cause():message() == "slow""#,
+        );
+        check(
+            &lua,
+            r#"local w = errors.wrap("plain", "ctx")
             return w:message() == "ctx: plain" and w:kind() == "Unknown"
                 and errors.wrap(nil, "ctx") == nil and errors.is("text", errors.UNKNOWN) == false
-                and errors.is(nil, errors.UNKNOWN) == false"#);
+                and errors.is(nil, errors.UNKNOWN) == false"#,
+        );
         assert!(lua.load("errors.wrap({}, 'ctx')").exec().is_err());
     }
 }

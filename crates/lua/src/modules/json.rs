@@ -24,12 +24,18 @@ pub fn register(lua: &Lua) -> mlua::Result<Table> {
 
 fn decode(lua: &Lua, text: Value) -> mlua::Result<(Value, Value)> {
     let Value::String(text) = text else {
-        let failure = Failure::invalid(format!("json.decode: expected a string, got {}", text.type_name()));
+        let failure = Failure::invalid(format!(
+            "json.decode: expected a string, got {}",
+            text.type_name()
+        ));
         return failure::returned(lua, Err::<Value, _>(failure));
     };
     match serde_json::from_slice::<serde_json::Value>(&text.as_bytes()) {
         Ok(json) => Ok((convert::json_to_lua(lua, &json)?, Value::Nil)),
-        Err(e) => failure::returned(lua, Err::<Value, _>(Failure::internal(format!("json.decode: {e}")))),
+        Err(e) => failure::returned(
+            lua,
+            Err::<Value, _>(Failure::internal(format!("json.decode: {e}"))),
+        ),
     }
 }
 
@@ -47,20 +53,30 @@ mod tests {
 
     #[test]
     fn encode() {
-        check(r#"return json.encode({b = 1, a = {1, 2.5, "x"}, e = {}}) == '{"a":[1,2.5,"x"],"b":1,"e":[]}'"#);
-        check(r#"return json.encode(nil) == "null" and json.encode(1.0) == "1.0" and json.encode(0/0) == "null""#);
-        check(r#"local s, err = json.encode({a = {print}})
+        check(
+            r#"return json.encode({b = 1, a = {1, 2.5, "x"}, e = {}}) == '{"a":[1,2.5,"x"],"b":1,"e":[]}'"#,
+        );
+        check(
+            r#"return json.encode(nil) == "null" and json.encode(1.0) == "1.0" and json.encode(0/0) == "null""#,
+        );
+        check(
+            r#"local s, err = json.encode({a = {print}})
             return s == nil and err:kind() == "Internal"
-                and err:message() == "json.encode: value.a[1]: cannot encode a function as JSON""#);
+                and err:message() == "json.encode: value.a[1]: cannot encode a function as JSON""#,
+        );
     }
 
     #[test]
     fn decode() {
-        check(r#"local v, err = json.decode('{"a":[1,null,3],"b":{"c":1.5},"n":null}')
+        check(
+            r#"local v, err = json.decode('{"a":[1,null,3],"b":{"c":1.5},"n":null}')
             return err == nil and v.a[1] == 1 and v.a[2] == nil and v.a[3] == 3 and v.b.c == 1.5
-                and math.type(v.a[1]) == "integer""#);
-        check(r#"local v, err = json.decode('{oops')
-            return v == nil and err:kind() == "Internal" and err:message():find("json.decode") == 1"#);
+                and math.type(v.a[1]) == "integer""#,
+        );
+        check(
+            r#"local v, err = json.decode('{oops')
+            return v == nil and err:kind() == "Internal" and err:message():find("json.decode") == 1"#,
+        );
         check(r#"local v, err = json.decode({}) return v == nil and err:kind() == "Invalid""#);
         check(r#"local v, err = json.decode("null") return v == nil and err == nil"#);
     }

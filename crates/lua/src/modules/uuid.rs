@@ -16,9 +16,18 @@ const GREGORIAN_OFFSET_TICKS: i128 = 0x01B2_1DD2_1381_4000;
 
 pub fn register(lua: &Lua) -> mlua::Result<Table> {
     let module = lua.create_table()?;
-    module.set("v1", lua.create_function(|lua, ()| failure::returned(lua, Ok::<_, Failure>(v1(lua))))?)?;
-    module.set("v4", lua.create_function(|lua, ()| failure::returned(lua, Ok::<_, Failure>(v4(lua))))?)?;
-    module.set("v7", lua.create_function(|lua, ()| failure::returned(lua, Ok::<_, Failure>(v7(lua))))?)?;
+    module.set(
+        "v1",
+        lua.create_function(|lua, ()| failure::returned(lua, Ok::<_, Failure>(v1(lua))))?,
+    )?;
+    module.set(
+        "v4",
+        lua.create_function(|lua, ()| failure::returned(lua, Ok::<_, Failure>(v4(lua))))?,
+    )?;
+    module.set(
+        "v7",
+        lua.create_function(|lua, ()| failure::returned(lua, Ok::<_, Failure>(v7(lua))))?,
+    )?;
     module.set(
         "v3",
         lua.create_function(|lua, (ns, name): (Value, Value)| {
@@ -31,24 +40,36 @@ pub fn register(lua: &Lua) -> mlua::Result<Table> {
             failure::returned(lua, named("uuid.v5", &ns, &name, Uuid::new_v5))
         })?,
     )?;
-    module.set("validate", lua.create_function(|_, value: Value| Ok(parse_arg("", &value).is_ok()))?)?;
+    module.set(
+        "validate",
+        lua.create_function(|_, value: Value| Ok(parse_arg("", &value).is_ok()))?,
+    )?;
     module.set(
         "version",
         lua.create_function(|lua, value: Value| {
-            failure::returned(lua, parse_arg("uuid.version", &value).map(|u| u.get_version_num()))
+            failure::returned(
+                lua,
+                parse_arg("uuid.version", &value).map(|u| u.get_version_num()),
+            )
         })?,
     )?;
     module.set(
         "variant",
         lua.create_function(|lua, value: Value| {
-            failure::returned(lua, parse_arg("uuid.variant", &value).map(|u| variant_name(&u)))
+            failure::returned(
+                lua,
+                parse_arg("uuid.variant", &value).map(|u| variant_name(&u)),
+            )
         })?,
     )?;
     module.set("parse", lua.create_function(parse)?)?;
     module.set(
         "format",
         lua.create_function(|lua, (value, style): (Value, Option<String>)| {
-            failure::returned(lua, parse_arg("uuid.format", &value).and_then(|u| format(&u, style.as_deref())))
+            failure::returned(
+                lua,
+                parse_arg("uuid.format", &value).and_then(|u| format(&u, style.as_deref())),
+            )
         })?,
     )?;
     Ok(module)
@@ -58,7 +79,10 @@ pub fn register(lua: &Lua) -> mlua::Result<Table> {
 pub fn v4(lua: &Lua) -> String {
     let mut bytes = [0u8; 16];
     entropy::fill_bytes(lua, &mut bytes);
-    Builder::from_random_bytes(bytes).into_uuid().hyphenated().to_string()
+    Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 fn v1(lua: &Lua) -> String {
@@ -67,27 +91,49 @@ fn v1(lua: &Lua) -> String {
     entropy::fill_bytes(lua, &mut random);
     let counter = u16::from_be_bytes([random[0], random[1]]) & 0x3fff;
     // A random node id has the multicast bit set (RFC 9562 §6.10), so it never collides with a MAC.
-    let node = [random[2] | 0x01, random[3], random[4], random[5], random[6], random[7]];
+    let node = [
+        random[2] | 0x01,
+        random[3],
+        random[4],
+        random[5],
+        random[6],
+        random[7],
+    ];
     let ticks = u64::try_from(ticks).unwrap_or(u64::MAX);
-    Builder::from_gregorian_timestamp(ticks, counter, &node).into_uuid().hyphenated().to_string()
+    Builder::from_gregorian_timestamp(ticks, counter, &node)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 fn v7(lua: &Lua) -> String {
     let millis = u64::try_from(clock::now_unix_nanos(lua).max(0) / 1_000_000).unwrap_or(u64::MAX);
     let mut random = [0u8; 10];
     entropy::fill_bytes(lua, &mut random);
-    Builder::from_unix_timestamp_millis(millis, &random).into_uuid().hyphenated().to_string()
+    Builder::from_unix_timestamp_millis(millis, &random)
+        .into_uuid()
+        .hyphenated()
+        .to_string()
 }
 
 fn parse_arg(name: &str, value: &Value) -> Result<Uuid, Failure> {
     let Value::String(text) = value else {
-        return Err(Failure::invalid(format!("{name}: expected a uuid string, got {}", value.type_name())));
+        return Err(Failure::invalid(format!(
+            "{name}: expected a uuid string, got {}",
+            value.type_name()
+        )));
     };
     let text = text.to_string_lossy();
-    Uuid::parse_str(text.trim()).map_err(|e| Failure::invalid(format!("{name}: invalid uuid {text:?}: {e}")))
+    Uuid::parse_str(text.trim())
+        .map_err(|e| Failure::invalid(format!("{name}: invalid uuid {text:?}: {e}")))
 }
 
-fn named(name: &str, ns: &Value, label: &Value, make: fn(&Uuid, &[u8]) -> Uuid) -> Result<String, Failure> {
+fn named(
+    name: &str,
+    ns: &Value,
+    label: &Value,
+    make: fn(&Uuid, &[u8]) -> Uuid,
+) -> Result<String, Failure> {
     let namespace = match ns {
         Value::String(s) => match s.to_string_lossy().to_ascii_lowercase().as_str() {
             "dns" => Uuid::NAMESPACE_DNS,
@@ -99,7 +145,10 @@ fn named(name: &str, ns: &Value, label: &Value, make: fn(&Uuid, &[u8]) -> Uuid) 
         _ => parse_arg(name, ns)?,
     };
     let Value::String(label) = label else {
-        return Err(Failure::invalid(format!("{name}: expected a name string, got {}", label.type_name())));
+        return Err(Failure::invalid(format!(
+            "{name}: expected a name string, got {}",
+            label.type_name()
+        )));
     };
     Ok(make(&namespace, &label.as_bytes()).hyphenated().to_string())
 }
@@ -180,9 +229,12 @@ mod tests {
     #[test]
     fn generated_versions() {
         let lua = lua();
-        check(&lua, r#"local a, b, c = uuid.v1(), uuid.v4(), uuid.v7()
+        check(
+            &lua,
+            r#"local a, b, c = uuid.v1(), uuid.v4(), uuid.v7()
             return uuid.version(a) == 1 and uuid.version(b) == 4 and uuid.version(c) == 7
-                and #b == 36 and uuid.v4() ~= b and uuid.variant(b) == "RFC4122""#);
+                and #b == 36 and uuid.v4() ~= b and uuid.variant(b) == "RFC4122""#,
+        );
     }
 
     #[test]
@@ -190,31 +242,43 @@ mod tests {
         let lua = lua();
         lua.set_app_data::<Box<dyn Entropy>>(Box::new(Zeros));
         lua.set_app_data::<Box<dyn WallClock>>(Box::new(At(1_700_000_000_123_000_000)));
-        check(&lua, r#"return uuid.v4() == "00000000-0000-4000-8000-000000000000"
+        check(
+            &lua,
+            r#"return uuid.v4() == "00000000-0000-4000-8000-000000000000"
             and uuid.v7() == "018bcfe5-687b-7000-8000-000000000000"
             and uuid.parse(uuid.v7()).timestamp == 1700000000
             and uuid.parse(uuid.v1()).timestamp == 1700000000
-            and uuid.parse(uuid.v1()).node == "01:00:00:00:00:00""#);
+            and uuid.parse(uuid.v1()).node == "01:00:00:00:00:00""#,
+        );
     }
 
     #[test]
     fn name_based() {
         let lua = lua();
-        check(&lua, r#"return uuid.v5("dns", "example.com") == "cfbff0d1-9375-5685-968c-48ce8b15ae17"
+        check(
+            &lua,
+            r#"return uuid.v5("dns", "example.com") == "cfbff0d1-9375-5685-968c-48ce8b15ae17"
             and uuid.v3("6ba7b810-9dad-11d1-80b4-00c04fd430c8", "example.com")
-                == "9073926b-929f-31c2-abc9-fad77ae3e8eb""#);
-        check(&lua, r#"local v, err = uuid.v5("nope", "x") return v == nil and err:kind() == "Invalid""#);
+                == "9073926b-929f-31c2-abc9-fad77ae3e8eb""#,
+        );
+        check(
+            &lua,
+            r#"local v, err = uuid.v5("nope", "x") return v == nil and err:kind() == "Invalid""#,
+        );
     }
 
     #[test]
     fn inspect_and_format() {
         let lua = lua();
-        check(&lua, r#"local id = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+        check(
+            &lua,
+            r#"local id = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
             return uuid.validate(id) and not uuid.validate("x") and not uuid.validate(5)
                 and uuid.format(id, "simple") == "6ba7b8109dad11d180b400c04fd430c8"
                 and uuid.format(id, "urn") == "urn:uuid:" .. id and uuid.format(id) == id
                 and uuid.format("6BA7B8109DAD11D180B400C04FD430C8") == id
                 and select(2, uuid.format(id, "weird")):kind() == "Invalid"
-                and uuid.parse(id).version == 1 and select(2, uuid.version("zz")):kind() == "Invalid""#);
+                and uuid.parse(id).version == 1 and select(2, uuid.version("zz")):kind() == "Invalid""#,
+        );
     }
 }
