@@ -14,7 +14,12 @@ use crate::source::SourceFile;
 use crate::suggest;
 
 /// Reports references to missing entries and to entries of the wrong kind.
-pub(crate) fn references(loaded: &[Loaded], declared: &[Declared<'_>], files: &[SourceFile], diagnostics: &mut Vec<Diagnostic>) {
+pub(crate) fn references(
+    loaded: &[Loaded],
+    declared: &[Declared<'_>],
+    files: &[SourceFile],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     let mut by_id: HashMap<&EntryId, &Declared<'_>> = HashMap::new();
     for entry in declared {
         by_id.entry(&entry.id).or_insert(entry);
@@ -28,12 +33,16 @@ pub(crate) fn references(loaded: &[Loaded], declared: &[Declared<'_>], files: &[
                     target.kind.value,
                     reference.expect.describe()
                 ),
-                Some(target) if target.is_known() && !reference.expect.accepts(&target.kind.value) => format!(
-                    "`{}` is a `{}` entry (expected {})",
-                    reference.target,
-                    target.kind.value,
-                    reference.expect.describe()
-                ),
+                Some(target)
+                    if target.is_known() && !reference.expect.accepts(&target.kind.value) =>
+                {
+                    format!(
+                        "`{}` is a `{}` entry (expected {})",
+                        reference.target,
+                        target.kind.value,
+                        reference.expect.describe()
+                    )
+                }
                 Some(_) => continue,
                 None => {
                     let candidates: Vec<String> = declared
@@ -42,10 +51,11 @@ pub(crate) fn references(loaded: &[Loaded], declared: &[Declared<'_>], files: &[
                         .map(|d| d.id.to_string())
                         .collect();
                     let target = reference.target.to_string();
-                    let hint = match suggest::closest(&target, candidates.iter().map(String::as_str)) {
-                        Some(close) => format!("did you mean `{close}`?"),
-                        None => format!("expected {}", reference.expect.describe()),
-                    };
+                    let hint =
+                        match suggest::closest(&target, candidates.iter().map(String::as_str)) {
+                            Some(close) => format!("did you mean `{close}`?"),
+                            None => format!("expected {}", reference.expect.describe()),
+                        };
                     format!("entry `{target}` does not exist ({hint})")
                 }
             };
@@ -54,28 +64,66 @@ pub(crate) fn references(loaded: &[Loaded], declared: &[Declared<'_>], files: &[
     }
 }
 
-fn at_reference(item: &Loaded, reference: &Reference, files: &[SourceFile], declared: &[Declared<'_>], message: String) -> Diagnostic {
+fn at_reference(
+    item: &Loaded,
+    reference: &Reference,
+    files: &[SourceFile],
+    declared: &[Declared<'_>],
+    message: String,
+) -> Diagnostic {
     let file = &files[declared[item.declared].file];
-    Diagnostic::new(file.display.clone(), reference.at.line, reference.at.col, message)
-        .with_entry(item.id.clone())
-        .with_field(reference.field.clone())
+    Diagnostic::new(
+        file.display.clone(),
+        reference.at.line,
+        reference.at.col,
+        message,
+    )
+    .with_entry(item.id.clone())
+    .with_field(reference.field.clone())
 }
 
 /// Reports env routers that reach themselves.
-pub(crate) fn router_loops(loaded: &[Loaded], declared: &[Declared<'_>], files: &[SourceFile], diagnostics: &mut Vec<Diagnostic>) {
+pub(crate) fn router_loops(
+    loaded: &[Loaded],
+    declared: &[Declared<'_>],
+    files: &[SourceFile],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     let routers: Vec<&Loaded> = loaded
         .iter()
         .filter(|item| {
-            matches!(item.entry.as_ref().map(|e| &e.kind), Some(EntryKind::EnvStorage(StorageConfig::Router { .. })))
+            matches!(
+                item.entry.as_ref().map(|e| &e.kind),
+                Some(EntryKind::EnvStorage(StorageConfig::Router { .. }))
+            )
         })
         .collect();
-    report_cycles(&routers, |_| true, "env routers loop", "a router must not reach itself", declared, files, diagnostics);
+    report_cycles(
+        &routers,
+        |_| true,
+        "env routers loop",
+        "a router must not reach itself",
+        declared,
+        files,
+        diagnostics,
+    );
 }
 
 /// The start order of supervised and registered entries; cycles are reported.
-pub(crate) fn start_order(loaded: &[Loaded], declared: &[Declared<'_>], files: &[SourceFile], diagnostics: &mut Vec<Diagnostic>) -> Vec<EntryId> {
-    let nodes: Vec<&Loaded> =
-        loaded.iter().filter(|item| item.entry.as_ref().is_some_and(|entry| is_started(&entry.kind))).collect();
+pub(crate) fn start_order(
+    loaded: &[Loaded],
+    declared: &[Declared<'_>],
+    files: &[SourceFile],
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<EntryId> {
+    let nodes: Vec<&Loaded> = loaded
+        .iter()
+        .filter(|item| {
+            item.entry
+                .as_ref()
+                .is_some_and(|entry| is_started(&entry.kind))
+        })
+        .collect();
     report_cycles(
         &nodes,
         |reference| reference.dependency,
@@ -113,8 +161,17 @@ fn report_cycles(
     let mut sorted: Vec<usize> = (0..nodes.len()).collect();
     sorted.sort_by_key(|&i| nodes[i].declared);
     let nodes: Vec<&Loaded> = sorted.iter().map(|&i| nodes[i]).collect();
-    let position: HashMap<&EntryId, usize> = nodes.iter().enumerate().map(|(i, item)| (&item.id, i)).collect();
-    let kind_of = |i: usize| nodes[i].entry.as_ref().map_or("", |entry| entry.kind.name());
+    let position: HashMap<&EntryId, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (&item.id, i))
+        .collect();
+    let kind_of = |i: usize| {
+        nodes[i]
+            .entry
+            .as_ref()
+            .map_or("", |entry| entry.kind.name())
+    };
     let edges: Vec<Vec<usize>> = nodes
         .iter()
         .map(|item| {
@@ -137,7 +194,13 @@ fn report_cycles(
             for cycle in cycles {
                 let path: Vec<String> = cycle.iter().map(|&i| nodes[i].id.to_string()).collect();
                 let (from, to) = (nodes[cycle[0]], &nodes[cycle[1]].id);
-                let Some(reference) = from.references.iter().find(|r| follow(r) && &r.target == to) else { continue };
+                let Some(reference) = from
+                    .references
+                    .iter()
+                    .find(|r| follow(r) && &r.target == to)
+                else {
+                    continue;
+                };
                 let message = format!("{what}: {} ({expected})", path.join(" -> "));
                 diagnostics.push(at_reference(from, reference, files, declared, message));
             }

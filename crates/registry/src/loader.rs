@@ -43,7 +43,11 @@ pub(crate) struct Declared<'y> {
 
 impl Declared<'_> {
     pub(crate) fn location(&self, files: &[SourceFile]) -> Location {
-        Location { file: files[self.file].display.clone(), line: self.name_at.line, col: self.name_at.col }
+        Location {
+            file: files[self.file].display.clone(),
+            line: self.name_at.line,
+            col: self.name_at.col,
+        }
     }
 
     pub(crate) fn is_known(&self) -> bool {
@@ -62,11 +66,19 @@ pub(crate) struct Loaded {
 }
 
 /// Reads every file under `root`, returning the files and their text.
-pub(crate) fn read_files(root: &Root, diagnostics: &mut Vec<Diagnostic>) -> Vec<(SourceFile, String)> {
+pub(crate) fn read_files(
+    root: &Root,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<(SourceFile, String)> {
     let files = match source::discover(root) {
         Ok(files) => files,
         Err(error) => {
-            diagnostics.push(Diagnostic::new(root.display.clone(), 0, 0, format!("cannot list directory: {error}")));
+            diagnostics.push(Diagnostic::new(
+                root.display.clone(),
+                0,
+                0,
+                format!("cannot list directory: {error}"),
+            ));
             return Vec::new();
         }
     };
@@ -75,7 +87,12 @@ pub(crate) fn read_files(root: &Root, diagnostics: &mut Vec<Diagnostic>) -> Vec<
         .filter_map(|file| match fs::read_to_string(&file.path) {
             Ok(text) => Some((file, text)),
             Err(error) => {
-                diagnostics.push(Diagnostic::new(file.display.clone(), 0, 0, format!("cannot read file: {error}")));
+                diagnostics.push(Diagnostic::new(
+                    file.display.clone(),
+                    0,
+                    0,
+                    format!("cannot read file: {error}"),
+                ));
                 None
             }
         })
@@ -83,7 +100,11 @@ pub(crate) fn read_files(root: &Root, diagnostics: &mut Vec<Diagnostic>) -> Vec<
 }
 
 /// Parses one file; `None` for files that are not definition files (no top-level `namespace`).
-pub(crate) fn parse_yaml<'t>(file: &SourceFile, text: &'t str, diagnostics: &mut Vec<Diagnostic>) -> Option<MarkedYaml<'t>> {
+pub(crate) fn parse_yaml<'t>(
+    file: &SourceFile,
+    text: &'t str,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<MarkedYaml<'t>> {
     match MarkedYaml::load_from_str(text) {
         Ok(documents) => documents.into_iter().next().filter(|document| {
             matches!(&document.data, YamlData::Mapping(map) if map.keys().any(|key| key.data.as_str() == Some("namespace")))
@@ -111,7 +132,9 @@ pub(crate) fn declare<'y>(
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     let mut walker = Walker::new(file, "", lookup, diagnostics);
-    let Some(mut top) = walker.fields(document, "") else { return };
+    let Some(mut top) = walker.fields(document, "") else {
+        return;
+    };
     let _version = top.take("version");
     let _meta = top.take("meta");
     let namespace = walker.take_string(&mut top, "namespace");
@@ -127,7 +150,11 @@ pub(crate) fn declare<'y>(
         return;
     }
     let Some(entries) = entries else {
-        walker.error(Position::of(document), "entries", "missing required field (expected a list of entries)");
+        walker.error(
+            Position::of(document),
+            "entries",
+            "missing required field (expected a list of entries)",
+        );
         return;
     };
     let YamlData::Sequence(items) = &entries.data else {
@@ -153,15 +180,27 @@ fn declare_entry<'y>(
         walker.expected(item, &path, "an entry mapping with `name` and `kind`");
         return None;
     };
-    let field = |name: &str| map.iter().find(|(k, _)| k.data.as_str() == Some(name)).map(|(_, v)| v);
+    let field = |name: &str| {
+        map.iter()
+            .find(|(k, _)| k.data.as_str() == Some(name))
+            .map(|(_, v)| v)
+    };
     let Some(name_node) = field("name") else {
-        walker.error(Position::of(item), &format!("{path}.name"), "missing required field (expected a unique entry name)");
+        walker.error(
+            Position::of(item),
+            &format!("{path}.name"),
+            "missing required field (expected a unique entry name)",
+        );
         return None;
     };
     let name = match &name_node.data {
         YamlData::Value(Scalar::String(name)) if id::is_valid_name(name) => name.to_string(),
         _ => {
-            walker.expected(name_node, &format!("{path}.name"), "a name of letters, digits, `_`, `-` and `.`");
+            walker.expected(
+                name_node,
+                &format!("{path}.name"),
+                "a name of letters, digits, `_`, `-` and `.`",
+            );
             return None;
         }
     };
@@ -170,23 +209,40 @@ fn declare_entry<'y>(
     walker.entry = Some(id.clone());
     let kind = match field("kind") {
         Some(node) => match node.data.as_str() {
-            Some(kind) => Some(Spanned { value: kind.to_owned(), at: Position::of(node) }),
+            Some(kind) => Some(Spanned {
+                value: kind.to_owned(),
+                at: Position::of(node),
+            }),
             None => {
                 walker.expected(node, "kind", "an entry kind such as `temporal.worker`");
                 None
             }
         },
         None => {
-            walker.error(name_at, "kind", "missing required field (expected an entry kind such as `workflow.lua`)");
+            walker.error(
+                name_at,
+                "kind",
+                "missing required field (expected an entry kind such as `workflow.lua`)",
+            );
             None
         }
     };
     walker.entry = None;
-    Some(Declared { file, id, name_at, kind: kind?, node: item })
+    Some(Declared {
+        file,
+        id,
+        name_at,
+        kind: kind?,
+        node: item,
+    })
 }
 
 /// Reports unknown kinds (warnings) and duplicate IDs (errors at the second declaration).
-pub(crate) fn check_declarations(declared: &[Declared<'_>], files: &[SourceFile], diagnostics: &mut Vec<Diagnostic>) {
+pub(crate) fn check_declarations(
+    declared: &[Declared<'_>],
+    files: &[SourceFile],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     let mut first: HashMap<&EntryId, &Declared<'_>> = HashMap::new();
     for entry in declared {
         let display = &files[entry.file].display;
@@ -204,11 +260,16 @@ pub(crate) fn check_declarations(declared: &[Declared<'_>], files: &[SourceFile]
         first.insert(&entry.id, entry);
         if !entry.is_known() {
             diagnostics.push(
-                Diagnostic::new(display.clone(), entry.kind.at.line, entry.kind.at.col, format!(
-                    "unknown kind `{}`; the entry is ignored (Tempest understands: {})",
-                    entry.kind.value,
-                    KNOWN_KINDS.join(", ")
-                ))
+                Diagnostic::new(
+                    display.clone(),
+                    entry.kind.at.line,
+                    entry.kind.at.col,
+                    format!(
+                        "unknown kind `{}`; the entry is ignored (Tempest understands: {})",
+                        entry.kind.value,
+                        KNOWN_KINDS.join(", ")
+                    ),
+                )
                 .warning()
                 .with_entry(entry.id.clone())
                 .with_field("kind"),
@@ -231,7 +292,10 @@ pub(crate) fn load_env_entries(
         if !entry.kind.value.starts_with("env.") || !entry.is_known() {
             continue;
         }
-        let Some(item) = read_entry(entry, index, &files[entry.file], root, process, diagnostics) else { continue };
+        let Some(item) = read_entry(entry, index, &files[entry.file], root, process, diagnostics)
+        else {
+            continue;
+        };
         let added = match item.entry.as_ref().map(|entry| &entry.kind) {
             Some(EntryKind::EnvStorage(storage)) => env.add_storage(item.id.clone(), storage),
             Some(EntryKind::EnvVariable(variable)) => {
@@ -266,7 +330,9 @@ pub(crate) fn load_entries(
         .iter()
         .enumerate()
         .filter(|(_, entry)| entry.is_known() && !entry.kind.value.starts_with("env."))
-        .filter_map(|(index, entry)| read_entry(entry, index, &files[entry.file], root, env, diagnostics))
+        .filter_map(|(index, entry)| {
+            read_entry(entry, index, &files[entry.file], root, env, diagnostics)
+        })
         .collect()
 }
 
@@ -292,12 +358,19 @@ fn read_entry(
         parsed.entry.map(EntryKind::Lua)
     } else {
         let kind = match kind_name {
-            "temporal.client" => client::parse(&mut walker, &mut fields, &mut references).map(EntryKind::Client),
-            "temporal.worker" => worker::parse(&mut walker, &mut fields, &mut references).map(EntryKind::Worker),
-            "env.variable" => env_kind::parse_variable(&mut walker, &mut fields, &mut references).map(EntryKind::EnvVariable),
+            "temporal.client" => {
+                client::parse(&mut walker, &mut fields, &mut references).map(EntryKind::Client)
+            }
+            "temporal.worker" => {
+                worker::parse(&mut walker, &mut fields, &mut references).map(EntryKind::Worker)
+            }
+            "env.variable" => env_kind::parse_variable(&mut walker, &mut fields, &mut references)
+                .map(EntryKind::EnvVariable),
             other => other
                 .strip_prefix("env.storage.")
-                .and_then(|storage| env_kind::parse_storage(&mut walker, &mut fields, &mut references, storage))
+                .and_then(|storage| {
+                    env_kind::parse_storage(&mut walker, &mut fields, &mut references, storage)
+                })
                 .map(EntryKind::EnvStorage),
         };
         if let Some(node) = fields.take("meta") {
@@ -306,9 +379,23 @@ fn read_entry(
         kind
     };
     walker.finish(fields);
-    let location = Location { file: file.display.clone(), line: declared.name_at.line, col: declared.name_at.col };
-    let entry = kind.map(|kind| Entry { id: declared.id.clone(), kind, meta, location });
-    Some(Loaded { id: declared.id.clone(), entry, references: references.items, declared: index })
+    let location = Location {
+        file: file.display.clone(),
+        line: declared.name_at.line,
+        col: declared.name_at.col,
+    };
+    let entry = kind.map(|kind| Entry {
+        id: declared.id.clone(),
+        kind,
+        meta,
+        location,
+    });
+    Some(Loaded {
+        id: declared.id.clone(),
+        entry,
+        references: references.items,
+        declared: index,
+    })
 }
 
 /// Opens the root directory, or reports why not.

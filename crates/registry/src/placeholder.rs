@@ -69,7 +69,11 @@ pub(crate) fn expand(
             Some(value) => out.push_str(&value),
             None => match default {
                 Some(default) => out.push_str(default),
-                None => return Err(PlaceholderError::Missing { name: name.to_owned() }),
+                None => {
+                    return Err(PlaceholderError::Missing {
+                        name: name.to_owned(),
+                    });
+                }
             },
         }
         rest = &body[end + 1..];
@@ -94,11 +98,17 @@ mod tests {
     #[test]
     fn expands_whole_and_mixed_fields() {
         assert_eq!(expand("${env:HOST}", lookup).unwrap(), "temporal.internal");
-        assert_eq!(expand("${env:HOST}:7233", lookup).unwrap(), "temporal.internal:7233");
+        assert_eq!(
+            expand("${env:HOST}:7233", lookup).unwrap(),
+            "temporal.internal:7233"
+        );
         assert_eq!(expand("${env:PORT|7233}", lookup).unwrap(), "7233");
         assert_eq!(expand("${env:EMPTY|fallback}", lookup).unwrap(), "fallback");
         assert_eq!(expand("a${env:X|}b", lookup).unwrap(), "ab");
-        assert_eq!(expand("${env:URL|http://x:1/}", lookup).unwrap(), "http://x:1/");
+        assert_eq!(
+            expand("${env:URL|http://x:1/}", lookup).unwrap(),
+            "http://x:1/"
+        );
     }
 
     #[test]
@@ -112,9 +122,17 @@ mod tests {
     fn reports_missing_and_malformed() {
         assert_eq!(
             expand("${env:NOPE}", lookup),
-            Err(PlaceholderError::Missing { name: "NOPE".to_owned() })
+            Err(PlaceholderError::Missing {
+                name: "NOPE".to_owned()
+            })
         );
-        assert_eq!(expand("${env:HOST", lookup), Err(PlaceholderError::Unterminated));
-        assert_eq!(expand("${env:|x}", lookup), Err(PlaceholderError::EmptyName));
+        assert_eq!(
+            expand("${env:HOST", lookup),
+            Err(PlaceholderError::Unterminated)
+        );
+        assert_eq!(
+            expand("${env:|x}", lookup),
+            Err(PlaceholderError::EmptyName)
+        );
     }
 }

@@ -18,9 +18,15 @@ impl Root {
     pub(crate) fn open(dir: &Path) -> io::Result<Root> {
         let canonical = fs::canonicalize(dir)?;
         if !canonical.is_dir() {
-            return Err(io::Error::new(io::ErrorKind::NotADirectory, "not a directory"));
+            return Err(io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "not a directory",
+            ));
         }
-        Ok(Root { display: clean(dir), canonical })
+        Ok(Root {
+            display: clean(dir),
+            canonical,
+        })
     }
 
     /// How a path under the root is shown: the root as given joined with the relative part.
@@ -55,7 +61,10 @@ pub(crate) fn discover(root: &Root) -> io::Result<Vec<SourceFile>> {
     found.sort();
     Ok(found
         .into_iter()
-        .map(|path| SourceFile { display: root.display_of(&path), path })
+        .map(|path| SourceFile {
+            display: root.display_of(&path),
+            path,
+        })
         .collect())
 }
 
@@ -68,7 +77,9 @@ fn visit(dir: &Path, found: &mut Vec<PathBuf>) -> io::Result<()> {
         if file_type.is_dir() && !hidden {
             visit(&path, found)?;
         } else if file_type.is_file()
-            && path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml")
+            && path
+                .extension()
+                .is_some_and(|ext| ext == "yaml" || ext == "yml")
         {
             found.push(path);
         }
@@ -89,7 +100,11 @@ pub(crate) enum FileRefError {
 
 /// Reads the file that `reference` (with or without `file://`) names, relative to `file`'s
 /// directory; returns the text and the path to show for it.
-pub(crate) fn read_reference(root: &Root, file: &SourceFile, reference: &str) -> Result<(String, PathBuf), FileRefError> {
+pub(crate) fn read_reference(
+    root: &Root,
+    file: &SourceFile,
+    reference: &str,
+) -> Result<(String, PathBuf), FileRefError> {
     let relative = reference.strip_prefix("file://").unwrap_or(reference);
     let joined = normalize(&file.dir().join(relative));
     if !joined.starts_with(&root.canonical) {
@@ -98,7 +113,9 @@ pub(crate) fn read_reference(root: &Root, file: &SourceFile, reference: &str) ->
     let display = root.display_of(&joined);
     let real = match fs::canonicalize(&joined) {
         Ok(real) => real,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Err(FileRefError::NotFound { display }),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            return Err(FileRefError::NotFound { display });
+        }
         Err(error) => return Err(FileRefError::Unreadable { display, error }),
     };
     if !real.starts_with(&root.canonical) {
@@ -107,6 +124,12 @@ pub(crate) fn read_reference(root: &Root, file: &SourceFile, reference: &str) ->
     fs::read_to_string(&real)
         .map(|text| (text, display.clone()))
         .map_err(|error| FileRefError::Unreadable { display, error })
+}
+
+/// A path as written (`file://` allowed), relative to the YAML file's directory `dir`.
+pub(crate) fn relative_path(dir: &Path, text: &str) -> PathBuf {
+    let text = text.trim();
+    dir.join(text.strip_prefix("file://").unwrap_or(text))
 }
 
 /// Resolves `.` and `..` without touching the file system.
@@ -126,7 +149,9 @@ pub(crate) fn normalize(path: &Path) -> PathBuf {
 
 /// Drops `.` components so `./src` displays as `src`.
 fn clean(path: &Path) -> PathBuf {
-    path.components().filter(|c| !matches!(c, Component::CurDir)).collect()
+    path.components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect()
 }
 
 #[cfg(test)]
@@ -136,7 +161,10 @@ mod tests {
 
     #[test]
     fn normalizes_lexically() {
-        assert_eq!(normalize(Path::new("/a/b/../c/./d")), PathBuf::from("/a/c/d"));
+        assert_eq!(
+            normalize(Path::new("/a/b/../c/./d")),
+            PathBuf::from("/a/c/d")
+        );
         assert_eq!(clean(Path::new("./src/./app")), PathBuf::from("src/app"));
     }
 
@@ -148,17 +176,30 @@ mod tests {
         fs::write(outer.path().join("outside.lua"), "return 1").unwrap();
         fs::write(root_dir.join("sub/inside.lua"), "return 2").unwrap();
         let root = Root::open(&root_dir).unwrap();
-        let file = SourceFile { display: "p/_index.yaml".into(), path: root.canonical.join("_index.yaml") };
+        let file = SourceFile {
+            display: "p/_index.yaml".into(),
+            path: root.canonical.join("_index.yaml"),
+        };
 
         let (text, display) = read_reference(&root, &file, "file://sub/inside.lua").unwrap();
         assert_eq!(text, "return 2");
         assert!(display.ends_with("project/sub/inside.lua"));
-        assert!(matches!(read_reference(&root, &file, "file://../outside.lua"), Err(FileRefError::Escapes)));
-        assert!(matches!(read_reference(&root, &file, "file://nope.lua"), Err(FileRefError::NotFound { .. })));
+        assert!(matches!(
+            read_reference(&root, &file, "file://../outside.lua"),
+            Err(FileRefError::Escapes)
+        ));
+        assert!(matches!(
+            read_reference(&root, &file, "file://nope.lua"),
+            Err(FileRefError::NotFound { .. })
+        ));
         #[cfg(unix)]
         {
-            std::os::unix::fs::symlink(outer.path().join("outside.lua"), root_dir.join("link.lua")).unwrap();
-            assert!(matches!(read_reference(&root, &file, "file://link.lua"), Err(FileRefError::Escapes)));
+            std::os::unix::fs::symlink(outer.path().join("outside.lua"), root_dir.join("link.lua"))
+                .unwrap();
+            assert!(matches!(
+                read_reference(&root, &file, "file://link.lua"),
+                Err(FileRefError::Escapes)
+            ));
         }
     }
 }

@@ -26,7 +26,10 @@ pub struct Position {
 
 impl Position {
     pub(crate) fn of(node: &Node<'_>) -> Self {
-        Position { line: node.span.start.line(), col: node.span.start.col() + 1 }
+        Position {
+            line: node.span.start.line(),
+            col: node.span.start.col() + 1,
+        }
     }
 }
 
@@ -90,7 +93,11 @@ impl<'y> Fields<'y> {
 
 /// Dotted path join that leaves the root empty.
 pub(crate) fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() { name.to_owned() } else { format!("{prefix}.{name}") }
+    if prefix.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{prefix}.{name}")
+    }
 }
 
 /// Reads one entry (or a file's top level), collecting diagnostics.
@@ -111,12 +118,21 @@ impl<'a> Walker<'a> {
         lookup: &'a dyn Lookup,
         diagnostics: &'a mut Vec<Diagnostic>,
     ) -> Self {
-        Walker { file, entry: None, entry_at: Position::default(), namespace, lookup, diagnostics }
+        Walker {
+            file,
+            entry: None,
+            entry_at: Position::default(),
+            namespace,
+            lookup,
+            diagnostics,
+        }
     }
 
     /// Looks `name` up in the env system (for legacy `<field>_env` fields).
     pub(crate) fn env_value(&self, name: &str) -> Option<String> {
-        self.lookup.lookup(name, self.namespace).filter(|value| !value.is_empty())
+        self.lookup
+            .lookup(name, self.namespace)
+            .filter(|value| !value.is_empty())
     }
 
     /// Records an error at `at` for `field`.
@@ -142,12 +158,20 @@ impl<'a> Walker<'a> {
 
     /// Records a missing required field at the entry's name.
     pub(crate) fn missing(&mut self, field: &str, expected: &str) {
-        self.error(self.entry_at, field, format!("{MISSING} (expected {expected})"));
+        self.error(
+            self.entry_at,
+            field,
+            format!("{MISSING} (expected {expected})"),
+        );
     }
 
     /// Opens a mapping; `null` counts as an empty one.
     pub(crate) fn fields<'y>(&mut self, node: &'y Node<'y>, path: &str) -> Option<Fields<'y>> {
-        let mut fields = Fields { path: path.to_owned(), items: Vec::new(), known: Vec::new() };
+        let mut fields = Fields {
+            path: path.to_owned(),
+            items: Vec::new(),
+            known: Vec::new(),
+        };
         match &node.data {
             YamlData::Mapping(map) => {
                 for (key, value) in map {
@@ -195,13 +219,19 @@ impl<'a> Walker<'a> {
     fn forget_missing(&mut self, path: &str) {
         let entry = self.entry.clone();
         self.diagnostics.retain(|d| {
-            !(d.entry == entry && d.field.as_deref() == Some(path) && d.message.starts_with(MISSING))
+            !(d.entry == entry
+                && d.field.as_deref() == Some(path)
+                && d.message.starts_with(MISSING))
         });
     }
 
     /// Records "found X (expected Y)" for `node`.
     pub(crate) fn expected(&mut self, node: &Node<'_>, path: &str, expected: &str) {
-        self.error(Position::of(node), path, format!("found {} (expected {expected})", describe(node)));
+        self.error(
+            Position::of(node),
+            path,
+            format!("found {} (expected {expected})", describe(node)),
+        );
     }
 
     /// A string scalar with placeholders expanded; numbers and booleans are not strings.
@@ -209,7 +239,8 @@ impl<'a> Walker<'a> {
         match &node.data {
             YamlData::Value(Scalar::String(text)) => {
                 let at = Position::of(node);
-                self.expand(text, at, path).map(|value| Spanned { value, at })
+                self.expand(text, at, path)
+                    .map(|value| Spanned { value, at })
             }
             _ => {
                 self.expected(node, path, "a string");
@@ -233,45 +264,63 @@ impl<'a> Walker<'a> {
         }
     }
 
-    /// The expanded text of a string that holds a placeholder (for typed fields).
-    fn placeholder_text(&mut self, node: &Node<'_>, path: &str) -> Option<Option<String>> {
+    /// For typed fields: the expanded text when `node` is a string holding a placeholder;
+    /// otherwise reports "found X (expected ...)". `None` once an error is recorded.
+    fn placeholder_text(&mut self, node: &Node<'_>, path: &str, expected: &str) -> Option<String> {
         match &node.data {
             YamlData::Value(Scalar::String(text)) if placeholder::has_placeholder(text) => {
-                Some(self.expand(text, Position::of(node), path))
+                self.expand(text, Position::of(node), path)
             }
-            _ => None,
+            _ => {
+                self.expected(node, path, expected);
+                None
+            }
         }
     }
 
     /// A field taken from `fields` as a string.
-    pub(crate) fn take_string(&mut self, fields: &mut Fields<'_>, name: &'static str) -> Option<Spanned<String>> {
+    pub(crate) fn take_string(
+        &mut self,
+        fields: &mut Fields<'_>,
+        name: &'static str,
+    ) -> Option<Spanned<String>> {
         let node = fields.take(name)?;
         self.string(node, &fields.path(name))
     }
 
     /// A boolean field (`true`/`false`, or a placeholder expanding to one).
-    pub(crate) fn take_bool(&mut self, fields: &mut Fields<'_>, name: &'static str) -> Option<bool> {
+    pub(crate) fn take_bool(
+        &mut self,
+        fields: &mut Fields<'_>,
+        name: &'static str,
+    ) -> Option<bool> {
         self.take_bool_at(fields, name).map(|flag| flag.value)
     }
 
     /// A boolean field with its position.
-    pub(crate) fn take_bool_at(&mut self, fields: &mut Fields<'_>, name: &'static str) -> Option<Spanned<bool>> {
+    pub(crate) fn take_bool_at(
+        &mut self,
+        fields: &mut Fields<'_>,
+        name: &'static str,
+    ) -> Option<Spanned<bool>> {
         let node = fields.take(name)?;
         let path = fields.path(name);
         let at = Position::of(node);
         let value = match &node.data {
             YamlData::Value(Scalar::Boolean(value)) => *value,
             YamlData::Value(Scalar::Null) => return None,
-            _ => match self.placeholder_text(node, &path) {
-                Some(Some(text)) if text == "true" => true,
-                Some(Some(text)) if text == "false" => false,
-                Some(Some(text)) => {
-                    self.error(at, &path, format!("`{text}` is not a boolean (expected true or false)"));
-                    return None;
-                }
-                Some(None) => return None,
-                None => {
-                    self.expected(node, &path, "true or false");
+            _ => match self
+                .placeholder_text(node, &path, "true or false")?
+                .as_str()
+            {
+                "true" => true,
+                "false" => false,
+                text => {
+                    self.error(
+                        at,
+                        &path,
+                        format!("`{text}` is not a boolean (expected true or false)"),
+                    );
                     return None;
                 }
             },
@@ -280,68 +329,91 @@ impl<'a> Walker<'a> {
     }
 
     /// An integer field at least `min`.
-    pub(crate) fn take_integer(&mut self, fields: &mut Fields<'_>, name: &'static str, min: i64) -> Option<Spanned<i64>> {
+    pub(crate) fn take_integer(
+        &mut self,
+        fields: &mut Fields<'_>,
+        name: &'static str,
+        min: i64,
+    ) -> Option<Spanned<i64>> {
         let node = fields.take(name)?;
         let path = fields.path(name);
         let at = Position::of(node);
         let expected = format!("a whole number, {min} or more");
         let value = match &node.data {
             YamlData::Value(Scalar::Integer(value)) => *value,
-            _ => match self.placeholder_text(node, &path) {
-                Some(Some(text)) => match text.trim().parse() {
-                    Ok(value) => value,
-                    Err(_) => {
-                        self.error(at, &path, format!("`{text}` is not a whole number (expected {expected})"));
-                        return None;
-                    }
-                },
-                Some(None) => return None,
-                None => {
-                    self.expected(node, &path, &expected);
+            _ => {
+                let text = self.placeholder_text(node, &path, &expected)?;
+                let Ok(value) = text.trim().parse() else {
+                    self.error(
+                        at,
+                        &path,
+                        format!("`{text}` is not a whole number (expected {expected})"),
+                    );
                     return None;
-                }
-            },
+                };
+                value
+            }
         };
         if value < min {
-            self.error(at, &path, format!("{value} is too small (expected {expected})"));
+            self.error(
+                at,
+                &path,
+                format!("{value} is too small (expected {expected})"),
+            );
             return None;
         }
         Some(Spanned { value, at })
     }
 
     /// A number field (integer or float) within `min..=max`.
-    pub(crate) fn take_number(&mut self, fields: &mut Fields<'_>, name: &'static str, min: f64, max: f64) -> Option<f64> {
+    pub(crate) fn take_number(
+        &mut self,
+        fields: &mut Fields<'_>,
+        name: &'static str,
+        min: f64,
+        max: f64,
+    ) -> Option<f64> {
         let node = fields.take(name)?;
         let path = fields.path(name);
         let at = Position::of(node);
-        let expected = if max.is_finite() { format!("a number from {min} to {max}") } else { format!("a number, {min} or more") };
+        let expected = if max.is_finite() {
+            format!("a number from {min} to {max}")
+        } else {
+            format!("a number, {min} or more")
+        };
         let value = match &node.data {
             YamlData::Value(Scalar::Integer(value)) => *value as f64,
             YamlData::Value(Scalar::FloatingPoint(value)) => value.into_inner(),
-            _ => match self.placeholder_text(node, &path) {
-                Some(Some(text)) => match text.trim().parse::<f64>() {
-                    Ok(value) => value,
-                    Err(_) => {
-                        self.error(at, &path, format!("`{text}` is not a number (expected {expected})"));
-                        return None;
-                    }
-                },
-                Some(None) => return None,
-                None => {
-                    self.expected(node, &path, &expected);
+            _ => {
+                let text = self.placeholder_text(node, &path, &expected)?;
+                let Ok(value) = text.trim().parse::<f64>() else {
+                    self.error(
+                        at,
+                        &path,
+                        format!("`{text}` is not a number (expected {expected})"),
+                    );
                     return None;
-                }
-            },
+                };
+                value
+            }
         };
         if !(min..=max).contains(&value) {
-            self.error(at, &path, format!("{value} is out of range (expected {expected})"));
+            self.error(
+                at,
+                &path,
+                format!("{value} is out of range (expected {expected})"),
+            );
             return None;
         }
         Some(value)
     }
 
     /// A duration field: a Go duration string or whole milliseconds; never negative.
-    pub(crate) fn take_duration(&mut self, fields: &mut Fields<'_>, name: &'static str) -> Option<Spanned<Duration>> {
+    pub(crate) fn take_duration(
+        &mut self,
+        fields: &mut Fields<'_>,
+        name: &'static str,
+    ) -> Option<Spanned<Duration>> {
         let node = fields.take(name)?;
         self.duration(node, &fields.path(name))
     }
@@ -350,9 +422,16 @@ impl<'a> Walker<'a> {
         let at = Position::of(node);
         match &node.data {
             YamlData::Value(Scalar::Integer(millis)) => match u64::try_from(*millis) {
-                Ok(millis) => Some(Spanned { value: Duration::from_millis(millis), at }),
+                Ok(millis) => Some(Spanned {
+                    value: Duration::from_millis(millis),
+                    at,
+                }),
                 Err(_) => {
-                    self.error(at, path, format!("{millis} milliseconds is negative (expected zero or more)"));
+                    self.error(
+                        at,
+                        path,
+                        format!("{millis} milliseconds is negative (expected zero or more)"),
+                    );
                     None
                 }
             },
@@ -367,15 +446,25 @@ impl<'a> Walker<'a> {
                 }
             }
             _ => {
-                self.expected(node, path, "a duration such as \"30s\" or a number of milliseconds");
+                self.expected(
+                    node,
+                    path,
+                    "a duration such as \"30s\" or a number of milliseconds",
+                );
                 None
             }
         }
     }
 
     /// A list of strings (a single string is not accepted).
-    pub(crate) fn take_string_list(&mut self, fields: &mut Fields<'_>, name: &'static str) -> Vec<Spanned<String>> {
-        let Some(node) = fields.take(name) else { return Vec::new() };
+    pub(crate) fn take_string_list(
+        &mut self,
+        fields: &mut Fields<'_>,
+        name: &'static str,
+    ) -> Vec<Spanned<String>> {
+        let Some(node) = fields.take(name) else {
+            return Vec::new();
+        };
         self.string_list(node, &fields.path(name))
     }
 
@@ -401,11 +490,16 @@ impl<'a> Walker<'a> {
             YamlData::Value(Scalar::Boolean(value)) => Value::Bool(*value),
             YamlData::Value(Scalar::Integer(value)) => Value::Integer(*value),
             YamlData::Value(Scalar::FloatingPoint(value)) => Value::Float(value.into_inner()),
-            YamlData::Value(Scalar::String(text)) => {
-                Value::String(self.expand(text, Position::of(node), path).unwrap_or_default())
-            }
+            YamlData::Value(Scalar::String(text)) => Value::String(
+                self.expand(text, Position::of(node), path)
+                    .unwrap_or_default(),
+            ),
             YamlData::Sequence(items) => Value::List(
-                items.iter().enumerate().map(|(i, item)| self.value(item, &format!("{path}[{i}]"))).collect(),
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| self.value(item, &format!("{path}[{i}]")))
+                    .collect(),
             ),
             YamlData::Mapping(_) => Value::Map(self.value_map(node, path)),
             YamlData::Tagged(_, inner) => self.value(inner, path),
@@ -418,7 +512,9 @@ impl<'a> Walker<'a> {
 
     /// A free-form mapping of values.
     pub(crate) fn value_map(&mut self, node: &Node<'_>, path: &str) -> BTreeMap<String, Value> {
-        let Some(mut fields) = self.fields(node, path) else { return BTreeMap::new() };
+        let Some(mut fields) = self.fields(node, path) else {
+            return BTreeMap::new();
+        };
         fields
             .rest()
             .into_iter()

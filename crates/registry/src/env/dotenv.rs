@@ -23,7 +23,10 @@ fn parse_line(line: &str) -> Option<(String, String)> {
 }
 
 fn parse_value(raw: &str) -> String {
-    if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.rfind('"').map(|end| &r[..end])) {
+    if let Some(inner) = raw
+        .strip_prefix('"')
+        .and_then(|r| r.rfind('"').map(|end| &r[..end]))
+    {
         let mut out = String::with_capacity(inner.len());
         let mut chars = inner.chars();
         while let Some(c) = chars.next() {
@@ -40,7 +43,10 @@ fn parse_value(raw: &str) -> String {
         }
         return out;
     }
-    if let Some(inner) = raw.strip_prefix('\'').and_then(|r| r.rfind('\'').map(|end| &r[..end])) {
+    if let Some(inner) = raw
+        .strip_prefix('\'')
+        .and_then(|r| r.rfind('\'').map(|end| &r[..end]))
+    {
         return inner.to_owned();
     }
     match raw.find(" #") {
@@ -52,11 +58,17 @@ fn parse_value(raw: &str) -> String {
 /// `KEY=VALUE` with the value quoted when it would not survive unquoted.
 pub(crate) fn format_line(key: &str, value: &str) -> String {
     let plain = !value.is_empty()
-        && value.chars().all(|c| !c.is_whitespace() && !matches!(c, '"' | '\'' | '#' | '\\'));
+        && value
+            .chars()
+            .all(|c| !c.is_whitespace() && !matches!(c, '"' | '\'' | '#' | '\\'));
     if plain || value.is_empty() {
         return format!("{key}={value}");
     }
-    let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n").replace('\t', "\\t");
+    let escaped = value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .replace('\t', "\\t");
     format!("{key}=\"{escaped}\"")
 }
 

@@ -1,12 +1,13 @@
 //! `temporal.client` entries (SPEC §4): connection, auth, TLS and health-check settings, with
 //! every validation rule checked at load.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::lifecycle::{self, Lifecycle};
 use crate::reference::References;
 use crate::secret::Secret;
+use crate::source::relative_path;
 use crate::walk::{Fields, Position, Spanned, Walker};
 
 /// A validated `temporal.client` entry.
@@ -33,7 +34,10 @@ pub enum Auth {
     None,
     /// Sent as `authorization: Bearer <key>`.
     ApiKey(ApiKeySource),
-    Mtls { cert: PemSource, key: PemSource },
+    Mtls {
+        cert: PemSource,
+        key: PemSource,
+    },
 }
 
 /// Where the API key comes from.
@@ -86,16 +90,29 @@ const API_KEY_FIELDS: [&str; 3] = ["api_key", "api_key_env", "api_key_file"];
 const CERT_FIELDS: [&str; 2] = ["cert_file", "cert_pem"];
 const KEY_FIELDS: [&str; 3] = ["key_file", "key_pem", "key_pem_env"];
 
-pub(crate) fn parse(walker: &mut Walker<'_>, fields: &mut Fields<'_>, references: &mut References) -> Option<ClientConfig> {
+pub(crate) fn parse(
+    walker: &mut Walker<'_>,
+    fields: &mut Fields<'_>,
+    references: &mut References,
+) -> Option<ClientConfig> {
     let address = walker.take_string(fields, "address");
     if let Some(address) = &address {
         check_address(walker, address);
     } else if !fields.has("address") {
         walker.missing("address", "`address: host:port`, e.g. localhost:7233");
     }
-    let namespace = walker.take_string(fields, "namespace").map_or_else(|| "default".to_owned(), |s| s.value);
-    let tq_prefix = walker.take_string(fields, "tq_prefix").map(|s| s.value).unwrap_or_default();
-    let mut duration = |name, default| walker.take_duration(fields, name).map_or(Duration::from_secs(default), |d| d.value);
+    let namespace = walker
+        .take_string(fields, "namespace")
+        .map_or_else(|| "default".to_owned(), |s| s.value);
+    let tq_prefix = walker
+        .take_string(fields, "tq_prefix")
+        .map(|s| s.value)
+        .unwrap_or_default();
+    let mut duration = |name, default| {
+        walker
+            .take_duration(fields, name)
+            .map_or(Duration::from_secs(default), |d| d.value)
+    };
     let connection_timeout = duration("connection_timeout", 10);
     let keep_alive_time = duration("keep_alive_time", 30);
     let keep_alive_timeout = duration("keep_alive_timeout", 10);
@@ -122,12 +139,19 @@ pub(crate) fn parse(walker: &mut Walker<'_>, fields: &mut Fields<'_>, references
 
 fn check_address(walker: &mut Walker<'_>, address: &Spanned<String>) {
     let text = address.value.trim();
-    let host_port = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://")).unwrap_or(text);
+    let host_port = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))
+        .unwrap_or(text);
     let valid = host_port
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
     if !valid {
-        walker.error(address.at, "address", format!("`{text}` is not host:port (expected e.g. localhost:7233)"));
+        walker.error(
+            address.at,
+            "address",
+            format!("`{text}` is not host:port (expected e.g. localhost:7233)"),
+        );
     }
 }
 
@@ -138,7 +162,11 @@ fn parse_auth(walker: &mut Walker<'_>, node: &crate::walk::Node<'_>) -> Option<A
     let mut sources = |names: &[&'static str]| -> Vec<(&'static str, Spanned<String>)> {
         names
             .iter()
-            .filter_map(|name| walker.take_string(&mut fields, name).map(|value| (*name, value)))
+            .filter_map(|name| {
+                walker
+                    .take_string(&mut fields, name)
+                    .map(|value| (*name, value))
+            })
             .filter(|(_, value)| !value.value.trim().is_empty())
             .collect()
     };
@@ -154,13 +182,21 @@ fn parse_auth(walker: &mut Walker<'_>, node: &crate::walk::Node<'_>) -> Option<A
         "api_key" => cert.iter().chain(&key).collect(),
         "mtls" => api_key.iter().collect(),
         other => {
-            walker.error(type_at, "auth.type", format!("unknown auth type `{other}` (expected none, api_key or mtls)"));
+            walker.error(
+                type_at,
+                "auth.type",
+                format!("unknown auth type `{other}` (expected none, api_key or mtls)"),
+            );
             return None;
         }
     };
     let mut valid = true;
     for (name, value) in unused {
-        let needed = if API_KEY_FIELDS.contains(name) { "api_key" } else { "mtls" };
+        let needed = if API_KEY_FIELDS.contains(name) {
+            "api_key"
+        } else {
+            "mtls"
+        };
         walker.error(
             value.at,
             &format!("auth.{name}"),
@@ -195,7 +231,11 @@ fn one_source<'s>(
     let expected = names.join(", ");
     match found {
         [] => {
-            walker.error(type_at, "auth.type", format!("{what} is required for this auth type (expected one of {expected})"));
+            walker.error(
+                type_at,
+                "auth.type",
+                format!("{what} is required for this auth type (expected one of {expected})"),
+            );
             None
         }
         [(name, value)] => Some((name, value)),
@@ -210,10 +250,17 @@ fn one_source<'s>(
     }
 }
 
-fn api_key_source(walker: &mut Walker<'_>, name: &str, value: &Spanned<String>) -> Option<ApiKeySource> {
+fn api_key_source(
+    walker: &mut Walker<'_>,
+    name: &str,
+    value: &Spanned<String>,
+) -> Option<ApiKeySource> {
     match name {
         "api_key" => Some(ApiKeySource::Value(Secret::new(value.value.clone()))),
-        "api_key_file" => Some(ApiKeySource::File(relative_path(walker.file.dir(), &value.value))),
+        "api_key_file" => Some(ApiKeySource::File(relative_path(
+            walker.file.dir(),
+            &value.value,
+        ))),
         _ => from_env(walker, name, value, "the API key").map(ApiKeySource::Value),
     }
 }
@@ -221,13 +268,21 @@ fn api_key_source(walker: &mut Walker<'_>, name: &str, value: &Spanned<String>) 
 fn pem_source(walker: &mut Walker<'_>, name: &str, value: &Spanned<String>) -> Option<PemSource> {
     match name {
         "cert_pem" | "key_pem" => Some(PemSource::Pem(Secret::new(value.value.clone()))),
-        "cert_file" | "key_file" => Some(PemSource::File(relative_path(walker.file.dir(), &value.value))),
+        "cert_file" | "key_file" => Some(PemSource::File(relative_path(
+            walker.file.dir(),
+            &value.value,
+        ))),
         _ => from_env(walker, name, value, "the PEM private key").map(PemSource::Pem),
     }
 }
 
 /// Resolves a legacy `<field>_env: NAME` through the env system.
-fn from_env(walker: &mut Walker<'_>, name: &str, value: &Spanned<String>, what: &str) -> Option<Secret> {
+fn from_env(
+    walker: &mut Walker<'_>,
+    name: &str,
+    value: &Spanned<String>,
+    what: &str,
+) -> Option<Secret> {
     let variable = value.value.trim();
     match walker.env_value(variable) {
         Some(secret) => Some(Secret::new(secret)),
@@ -235,28 +290,36 @@ fn from_env(walker: &mut Walker<'_>, name: &str, value: &Spanned<String>, what: 
             walker.error(
                 value.at,
                 &format!("auth.{name}"),
-                format!("environment variable `{variable}` is not set (expected it to hold {what})"),
+                format!(
+                    "environment variable `{variable}` is not set (expected it to hold {what})"
+                ),
             );
             None
         }
     }
 }
 
-/// A path as written (`file://` allowed), relative to the YAML file's directory.
-pub(crate) fn relative_path(dir: &Path, text: &str) -> PathBuf {
-    dir.join(text.trim().strip_prefix("file://").unwrap_or(text.trim()))
-}
-
 fn parse_tls(walker: &mut Walker<'_>, fields: &mut Fields<'_>, auth: &Option<Auth>) -> TlsConfig {
     let implied = matches!(auth, Some(Auth::ApiKey(_) | Auth::Mtls { .. }));
-    let mut tls = TlsConfig { enabled: implied, ..TlsConfig::default() };
-    let Some(node) = fields.take("tls") else { return tls };
-    let Some(mut fields) = walker.fields(node, "tls") else { return tls };
+    let mut tls = TlsConfig {
+        enabled: implied,
+        ..TlsConfig::default()
+    };
+    let Some(node) = fields.take("tls") else {
+        return tls;
+    };
+    let Some(mut fields) = walker.fields(node, "tls") else {
+        return tls;
+    };
     if let Some(enabled) = walker.take_bool(&mut fields, "enabled") {
         tls.enabled = enabled;
     }
-    tls.ca_file = walker.take_string(&mut fields, "ca_file").map(|s| relative_path(walker.file.dir(), &s.value));
-    let server_name = walker.take_string(&mut fields, "server_name").filter(|s| !s.value.is_empty());
+    tls.ca_file = walker
+        .take_string(&mut fields, "ca_file")
+        .map(|s| relative_path(walker.file.dir(), &s.value));
+    let server_name = walker
+        .take_string(&mut fields, "server_name")
+        .filter(|s| !s.value.is_empty());
     let skip_verify = walker.take_bool_at(&mut fields, "insecure_skip_verify");
     tls.insecure_skip_verify = skip_verify.as_ref().is_some_and(|flag| flag.value);
     if let (Some(flag), Some(name)) = (&skip_verify, &server_name)
@@ -274,9 +337,16 @@ fn parse_tls(walker: &mut Walker<'_>, fields: &mut Fields<'_>, auth: &Option<Aut
 }
 
 fn parse_health_check(walker: &mut Walker<'_>, fields: &mut Fields<'_>) -> HealthCheck {
-    let mut health = HealthCheck { enabled: false, interval: Duration::from_secs(30) };
-    let Some(node) = fields.take("health_check") else { return health };
-    let Some(mut fields) = walker.fields(node, "health_check") else { return health };
+    let mut health = HealthCheck {
+        enabled: false,
+        interval: Duration::from_secs(30),
+    };
+    let Some(node) = fields.take("health_check") else {
+        return health;
+    };
+    let Some(mut fields) = walker.fields(node, "health_check") else {
+        return health;
+    };
     health.enabled = walker.take_bool(&mut fields, "enabled").unwrap_or(false);
     if let Some(interval) = walker.take_duration(&mut fields, "interval") {
         health.interval = interval.value;

@@ -59,16 +59,28 @@ impl Default for RestartPolicy {
 }
 
 /// Reads `lifecycle` from an entry's fields, recording its dependencies.
-pub(crate) fn parse(walker: &mut Walker<'_>, fields: &mut Fields<'_>, references: &mut References) -> Lifecycle {
+pub(crate) fn parse(
+    walker: &mut Walker<'_>,
+    fields: &mut Fields<'_>,
+    references: &mut References,
+) -> Lifecycle {
     let mut lifecycle = Lifecycle::default();
-    let Some(node) = fields.take("lifecycle") else { return lifecycle };
-    let Some(mut fields) = walker.fields(node, "lifecycle") else { return lifecycle };
+    let Some(node) = fields.take("lifecycle") else {
+        return lifecycle;
+    };
+    let Some(mut fields) = walker.fields(node, "lifecycle") else {
+        return lifecycle;
+    };
     if let Some(value) = walker.take_bool(&mut fields, "auto_start") {
         lifecycle.auto_start = value;
     }
     for name in ["depends_on", "requires"] {
         let path = fields.path(name);
-        for (index, item) in walker.take_string_list(&mut fields, name).iter().enumerate() {
+        for (index, item) in walker
+            .take_string_list(&mut fields, name)
+            .iter()
+            .enumerate()
+        {
             let field = format!("{path}[{index}]");
             if let Some(id) = references.add(walker, item, &field, Expect::Any, true)
                 && !lifecycle.depends_on.contains(&id)
@@ -97,7 +109,9 @@ pub(crate) fn parse(walker: &mut Walker<'_>, fields: &mut Fields<'_>, references
 
 fn parse_restart(walker: &mut Walker<'_>, node: &crate::walk::Node<'_>) -> RestartPolicy {
     let mut restart = RestartPolicy::default();
-    let Some(mut fields) = walker.fields(node, "lifecycle.restart") else { return restart };
+    let Some(mut fields) = walker.fields(node, "lifecycle.restart") else {
+        return restart;
+    };
     let initial = walker.take_duration(&mut fields, "initial_delay");
     if let Some(value) = &initial {
         restart.initial_delay = value.value;
