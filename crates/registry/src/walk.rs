@@ -1,7 +1,6 @@
 //! Walking the spanned YAML tree: typed field getters that expand placeholders, record every
 //! problem with its position and dotted path, and report unknown fields with a suggestion.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use saphyr::{MarkedYaml, Scalar, YamlData};
@@ -11,7 +10,6 @@ use crate::id::EntryId;
 use crate::placeholder;
 use crate::source::SourceFile;
 use crate::suggest;
-use crate::value::Value;
 
 pub(crate) type Node<'y> = MarkedYaml<'y>;
 
@@ -481,48 +479,6 @@ impl<'a> Walker<'a> {
                 Vec::new()
             }
         }
-    }
-
-    /// A free-form value with placeholders expanded in every string.
-    pub(crate) fn value(&mut self, node: &Node<'_>, path: &str) -> Value {
-        match &node.data {
-            YamlData::Value(Scalar::Null) => Value::Null,
-            YamlData::Value(Scalar::Boolean(value)) => Value::Bool(*value),
-            YamlData::Value(Scalar::Integer(value)) => Value::Integer(*value),
-            YamlData::Value(Scalar::FloatingPoint(value)) => Value::Float(value.into_inner()),
-            YamlData::Value(Scalar::String(text)) => Value::String(
-                self.expand(text, Position::of(node), path)
-                    .unwrap_or_default(),
-            ),
-            YamlData::Sequence(items) => Value::List(
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| self.value(item, &format!("{path}[{i}]")))
-                    .collect(),
-            ),
-            YamlData::Mapping(_) => Value::Map(self.value_map(node, path)),
-            YamlData::Tagged(_, inner) => self.value(inner, path),
-            _ => {
-                self.expected(node, path, "plain data");
-                Value::Null
-            }
-        }
-    }
-
-    /// A free-form mapping of values.
-    pub(crate) fn value_map(&mut self, node: &Node<'_>, path: &str) -> BTreeMap<String, Value> {
-        let Some(mut fields) = self.fields(node, path) else {
-            return BTreeMap::new();
-        };
-        fields
-            .rest()
-            .into_iter()
-            .map(|(key, _, value)| {
-                let item_path = join(path, &key);
-                (key, self.value(value, &item_path))
-            })
-            .collect()
     }
 }
 
