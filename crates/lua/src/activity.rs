@@ -52,6 +52,8 @@ pub struct ActivityVm {
     compiled: HashMap<String, Vec<u8>>,
     env_meta: Table,
     modules: Table,
+    /// `caller(f, ...)` calls `f` so that `error(err)` keeps err's kind.
+    caller: Function,
 }
 
 impl std::fmt::Debug for ActivityVm {
@@ -74,12 +76,14 @@ impl ActivityVm {
         modules.raw_set("crypto", sandbox::freeze(&lua, "crypto", &crate::modules::crypto::register(&lua)?)?)?;
         modules.raw_set("base64", sandbox::freeze(&lua, "base64", &crate::modules::base64::register(&lua)?)?)?;
         modules.raw_set("hash", sandbox::freeze(&lua, "hash", &crate::modules::hash::register(&lua)?)?)?;
+        modules.raw_set("yaml", sandbox::freeze(&lua, "yaml", &crate::modules::yaml::register(&lua)?)?)?;
         for name in ["string", "table", "math", "utf8", "os", "coroutine"] {
             let table: Table = globals.get(name)?;
             globals.raw_set(name, sandbox::freeze(&lua, name, &table)?)?;
         }
         let env_meta = sandbox::environment_meta(&lua, &globals)?;
-        Ok(ActivityVm { lua, catalog, compiled: HashMap::new(), env_meta, modules })
+        let caller = crate::failure::protect(&lua, lua.load("return function(f, ...) return f(...) end").eval()?)?;
+        Ok(ActivityVm { lua, catalog, compiled: HashMap::new(), env_meta, modules, caller })
     }
 
     /// Whether `entry_id` is one of the catalog's functions.
@@ -111,7 +115,7 @@ impl ActivityVm {
             .set_name(format!("@{}", code.chunk_name))
             .set_environment(env)
             .into_function()?;
-        let module: Value = chunk.call(())?;
+        let module: Value = self.caller.call(chunk)?;
         let function = match &module {
             Value::Function(f) => f.clone(),
             Value::Table(t) => match t.get::<Value>(code.method.as_str())? {
@@ -120,11 +124,12 @@ impl ActivityVm {
             },
             _ => return Ok(Err(method_missing(code))),
         };
-        let mut lua_args = Vec::with_capacity(args.len());
+        let mut lua_args = Vec::with_capacity(args.len() + 1);
+        lua_args.push(Value::Function(function));
         for data in args {
             lua_args.push(from_data(&self.lua, data)?);
         }
-        let results: MultiValue = function.call(MultiValue::from_vec(lua_args))?;
+        let results: MultiValue = self.caller.call(MultiValue::from_vec(lua_args))?;
         if let Some(failure) = results.get(1).and_then(Failure::from_return) {
             return Ok(Err(failure));
         }
@@ -189,6 +194,13 @@ mod tests {
         let err = v.call("app:f", &[]).unwrap_err();
         assert_eq!(err.kind.as_str(), "Internal");
         assert!(err.message.contains("f.lua:1: kaboom"), "{}", err.message);
+    }
+
+    #[test]
+    fn raised_error_objects_keep_their_kind() {
+        let mut v = vm("return { run = function() error(errors.new{kind = errors.CONFLICT, message = 'taken'}) end }");
+        let err = v.call("app:f", &[]).unwrap_err();
+        assert_eq!((err.kind.as_str(), err.message.as_str()), ("Conflict", "taken"));
     }
 
     #[test]

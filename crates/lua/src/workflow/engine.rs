@@ -442,12 +442,16 @@ fn install_api(lua: &Lua, pid_host: &str) -> mlua::Result<(Function, Table)> {
     workflow_coroutine.raw_set("create", hooked_create)?;
     workflow_coroutine.raw_set("resume", prelude.get::<Function>("resume")?)?;
     workflow_coroutine.raw_set("wrap", prelude.get::<Function>("wrap")?)?;
+    let spawn_body = crate::failure::protect(lua, lua.load("return function(f, ...) return f(...) end").eval()?)?;
     workflow_coroutine.raw_set(
         "spawn",
-        lua.create_function(|lua, (f, args): (Function, MultiValue)| {
-            let thread = lua.create_thread(f)?;
+        lua.create_function(move |lua, (f, args): (Function, MultiValue)| {
+            let thread = lua.create_thread(spawn_body.clone())?;
             install_deadlock_hook(&thread)?;
-            active_run(lua)?.borrow_mut().add_task(thread, args);
+            let mut start = Vec::with_capacity(args.len() + 1);
+            start.push(Value::Function(f));
+            start.extend(args);
+            active_run(lua)?.borrow_mut().add_task(thread, MultiValue::from_vec(start));
             Ok(())
         })?,
     )?;
@@ -475,9 +479,12 @@ fn install_api(lua: &Lua, pid_host: &str) -> mlua::Result<(Function, Table)> {
     modules.raw_set("uuid", freeze("uuid", &crate::modules::uuid::register(lua)?)?)?;
     modules.raw_set("base64", freeze("base64", &crate::modules::base64::register(lua)?)?)?;
     modules.raw_set("hash", freeze("hash", &crate::modules::hash::register(lua)?)?)?;
+    modules.raw_set("crypto", freeze("crypto", &crate::modules::crypto::register(lua)?)?)?;
+    modules.raw_set("yaml", freeze("yaml", &crate::modules::yaml::register(lua)?)?)?;
     globals.raw_set("require", require_function(lua, modules)?)?;
 
-    let main: Function = prelude.get("main")?;
+    // Protected, so `error(err)` keeps err's kind when it ends the workflow.
+    let main = crate::failure::protect(lua, prelude.get::<Function>("main")?)?;
     let env_meta = sandbox::environment_meta(lua, &globals)?;
     Ok((main, env_meta))
 }

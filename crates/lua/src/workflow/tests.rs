@@ -341,3 +341,10 @@ fn cancel_arrives_as_an_event() {
     let cmds = commands(e.activate(activation(vec![Job::Cancel { reason: "stop".into() }])));
     assert_eq!(completed(&cmds), json!({"kind": "pid.cancel", "reason": "stop", "is_cancel": true}));
 }
+
+#[test]
+fn raised_error_object_keeps_its_kind() {
+    let mut e = engine("return { main = function() error(errors.new{kind = errors.CONFLICT, message = 'dup', retryable = false}) end }");
+    let cmds = commands(e.activate(start(vec![])));
+    assert!(matches!(&cmds[..], [Command::FailWorkflow(f)] if f.kind.as_str() == "Conflict" && f.message == "dup"));
+}
