@@ -70,7 +70,9 @@ fn resolve(
         .flat_map(std::env::split_paths)
         .map(|dir| dir.join("temporal"))
         .find(|candidate| is_executable(candidate))
-        .ok_or_else(|| LocateError::NotFound { venv: venv.to_path_buf() })
+        .ok_or_else(|| LocateError::NotFound {
+            venv: venv.to_path_buf(),
+        })
 }
 
 fn is_executable(path: &Path) -> bool {
@@ -92,7 +94,10 @@ mod tests {
     }
 
     fn scratch_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("tempest-testkit-locate-{}-{name}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "tempest-testkit-locate-{}-{name}",
+            std::process::id()
+        ));
         let _ = fs::remove_dir_all(&dir);
         dir
     }
@@ -103,7 +108,11 @@ mod tests {
         let chosen = fake_binary(&dir.join("override"), 0o755);
         let venv = fake_binary(&dir.join("venv"), 0o755);
         let on_path = fake_binary(&dir.join("path"), 0o755);
-        let found = resolve(Some(chosen.clone().into()), &venv, Some(on_path.parent().expect("dir").into()));
+        let found = resolve(
+            Some(chosen.clone().into()),
+            &venv,
+            Some(on_path.parent().expect("dir").into()),
+        );
         assert_eq!(found.expect("found"), chosen);
         fs::remove_dir_all(dir).expect("cleanup");
     }
@@ -138,7 +147,11 @@ mod tests {
             executable.parent().expect("dir"),
         ])
         .expect("join paths");
-        let found = resolve(Some(OsString::new()), &dir.join("no-venv/temporal"), Some(path_var));
+        let found = resolve(
+            Some(OsString::new()),
+            &dir.join("no-venv/temporal"),
+            Some(path_var),
+        );
         assert_eq!(found.expect("found"), executable);
         fs::remove_dir_all(dir).expect("cleanup");
     }
@@ -146,9 +159,14 @@ mod tests {
     #[test]
     fn nothing_found_names_the_install_hint() {
         let dir = scratch_dir("nothing");
-        let err = resolve(None, &dir.join("venv/temporal"), Some(dir.clone().into())).expect_err("must fail");
+        let err = resolve(None, &dir.join("venv/temporal"), Some(dir.clone().into()))
+            .expect_err("must fail");
         assert!(matches!(err, LocateError::NotFound { .. }));
-        assert!(err.to_string().contains("run scripts/setup-temporal, or set TEMPORAL_CLI"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("run scripts/setup-temporal, or set TEMPORAL_CLI"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -29,7 +29,10 @@ mod tests {
             let parts: Vec<&str> = name.split('-').collect();
             assert_eq!(parts[0], "orders");
             assert_eq!(parts[1], pid);
-            assert!(parts[2].parse::<u64>().is_ok() && parts[3].parse::<u128>().is_ok(), "{name}");
+            assert!(
+                parts[2].parse::<u64>().is_ok() && parts[3].parse::<u128>().is_ok(),
+                "{name}"
+            );
         }
     }
 }

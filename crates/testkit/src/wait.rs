@@ -29,7 +29,12 @@ pub fn wait_until(
         }
         match next_pause(started, timeout, poll_interval) {
             Some(pause) => std::thread::sleep(pause),
-            None => return Err(WaitTimedOut { waited: started.elapsed(), attempts }),
+            None => {
+                return Err(WaitTimedOut {
+                    waited: started.elapsed(),
+                    attempts,
+                });
+            }
         }
     }
 }
@@ -53,14 +58,21 @@ where
         }
         match next_pause(started, timeout, poll_interval) {
             Some(pause) => tokio::time::sleep(pause).await,
-            None => return Err(WaitTimedOut { waited: started.elapsed(), attempts }),
+            None => {
+                return Err(WaitTimedOut {
+                    waited: started.elapsed(),
+                    attempts,
+                });
+            }
         }
     }
 }
 
 /// How long to pause before the next check, or `None` once the deadline has been checked.
 fn next_pause(started: Instant, timeout: Duration, poll_interval: Duration) -> Option<Duration> {
-    let remaining = timeout.checked_sub(started.elapsed()).filter(|left| !left.is_zero())?;
+    let remaining = timeout
+        .checked_sub(started.elapsed())
+        .filter(|left| !left.is_zero())?;
     Some(poll_interval.min(remaining))
 }
 
@@ -82,18 +94,22 @@ mod tests {
     #[test]
     fn checks_at_least_once_even_with_zero_timeout() {
         let mut calls = 0;
-        assert!(wait_until(Duration::ZERO, Duration::from_secs(1), || {
-            calls += 1;
-            true
-        })
-        .is_ok());
+        assert!(
+            wait_until(Duration::ZERO, Duration::from_secs(1), || {
+                calls += 1;
+                true
+            })
+            .is_ok()
+        );
         assert_eq!(calls, 1);
     }
 
     #[test]
     fn gives_up_after_the_timeout() {
-        let err = wait_until(Duration::from_millis(50), Duration::from_millis(10), || false)
-            .expect_err("never true");
+        let err = wait_until(Duration::from_millis(50), Duration::from_millis(10), || {
+            false
+        })
+        .expect_err("never true");
         assert!(err.waited >= Duration::from_millis(50), "{err}");
         assert!(err.waited < Duration::from_secs(5), "{err}");
         assert!(err.attempts >= 2, "{err}");
