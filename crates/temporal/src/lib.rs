@@ -1,1 +1,162 @@
-//! tempest-temporal
+//! tempest-temporal: the only crate that touches the Temporal crates. Connects clients, runs
+//! workers on Core (workflow activations -> the Lua engine, activity tasks -> Lua functions),
+//! maps payloads and failures, and replays histories.
+//!
+//! [`start`] brings up every `auto_start` worker of a registry; [`Running::shutdown`] drains them.
+
+mod activation;
+mod activities;
+mod connection;
+mod failure;
+mod payload;
+mod plan;
+pub mod replay;
+mod workflows;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use tempest_registry::{EntryId, Registry};
+use temporalio_client::Connection;
+use temporalio_common::telemetry::TelemetryOptions;
+use temporalio_sdk_core::{CoreRuntime, RuntimeOptions, Worker, init_worker};
+use tokio::task::JoinHandle;
+
+pub use connection::ConnectError;
+pub use plan::{WorkerPlan, worker_plan};
+
+use activation::RunContext;
+use workflows::WorkflowHost;
+
+/// Why Tempest could not start or run. All variants are fatal for the command that hit them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("worker `{worker}`: {message}")]
+    Worker { worker: String, message: String },
+    #[error("cannot start Temporal Core: {0}")]
+    Core(String),
+}
+
+struct RunningWorker {
+    id: EntryId,
+    worker: Arc<Worker>,
+    loops: Vec<JoinHandle<Result<(), temporalio_sdk_core::PollError>>>,
+}
+
+/// Workers started by [`start`]; stop them with [`Running::shutdown`].
+pub struct Running {
+    _core: CoreRuntime,
+    workers: Vec<RunningWorker>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").field("workers", &self.workers.len()).finish_non_exhaustive()
+    }
+}
+
+/// Connects the clients and starts every `auto_start` worker, in the registry's start order.
+/// Must be called inside a multi-thread tokio runtime.
+pub async fn start(registry: &Registry) -> Result<Running, RunError> {
+    let core = CoreRuntime::new_assume_tokio(
+        RuntimeOptions::builder()
+            .telemetry_options(TelemetryOptions::builder().build())
+            .build()
+            .map_err(RunError::Core)?,
+    )
+    .map_err(|e| RunError::Core(e.to_string()))?;
+    let mut connections: HashMap<EntryId, Connection> = HashMap::new();
+    let mut workers = Vec::new();
+    for id in registry.start_order() {
+        let Some(config) = registry.worker(id) else { continue };
+        if !config.lifecycle.auto_start {
+            continue;
+        }
+        let plan = worker_plan(registry, id)
+            .ok_or_else(|| RunError::Worker { worker: id.to_string(), message: "incomplete worker entry".into() })?;
+        let connection = match connections.get(&plan.client) {
+            Some(connection) => connection.clone(),
+            None => {
+                let client = registry.client(&plan.client).ok_or_else(|| RunError::Worker {
+                    worker: id.to_string(),
+                    message: format!("client `{}` not found", plan.client),
+                })?;
+                let connection = connection::connect(&plan.client.to_string(), client, &plan::identity(&plan.options)).await?;
+                tracing::info!(client = %plan.client, address = %client.address, "connected");
+                connections.insert(plan.client.clone(), connection.clone());
+                connection
+            }
+        };
+        workers.push(start_worker(&core, plan, connection).await?);
+    }
+    Ok(Running { _core: core, workers })
+}
+
+async fn start_worker(core: &CoreRuntime, mut plan: WorkerPlan, connection: Connection) -> Result<RunningWorker, RunError> {
+    let worker_error = |message: String| RunError::Worker { worker: plan.id.to_string(), message };
+    // A worker with no workflows must not take workflow tasks meant for other workers.
+    if !plan.has_workflows() {
+        plan.options.disable_workflow_worker = true;
+        plan.options.local_activity_worker_only = false;
+    }
+    let context = RunContext { namespace: plan.namespace.clone(), task_queue: plan.task_queue.clone() };
+    let host = if plan.has_workflows() {
+        Some(WorkflowHost::start(plan.id.name(), plan.engine.clone(), context).map_err(worker_error)?)
+    } else {
+        None
+    };
+    let config = plan::core_config(&plan).map_err(worker_error)?;
+    let worker = Arc::new(init_worker(core, config, connection).map_err(|e| worker_error(e.to_string()))?);
+    worker.validate().await.map_err(|e| worker_error(format!("namespace `{}`: {e}", plan.namespace)))?;
+    let mut loops = Vec::new();
+    if let Some(host) = host {
+        loops.push(tokio::spawn(workflows::poll_loop(worker.clone(), host)));
+    }
+    if !plan.options.local_activity_worker_only {
+        loops.push(tokio::spawn(activities::poll_loop(worker.clone(), plan.catalog())));
+    }
+    tracing::info!(
+        worker = %plan.id,
+        task_queue = %plan.task_queue,
+        workflows = plan.engine.workflows.len(),
+        activities = plan.functions.len(),
+        "worker started"
+    );
+    Ok(RunningWorker { id: plan.id, worker, loops })
+}
+
+impl Running {
+    /// Stops polling, lets in-flight tasks finish, and releases the workers (reverse start order).
+    pub async fn shutdown(self) {
+        for running in self.workers.iter().rev() {
+            running.worker.initiate_shutdown();
+        }
+        for running in self.workers.into_iter().rev() {
+            for handle in running.loops {
+                match handle.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::error!(worker = %running.id, "poll loop failed: {e}"),
+                    Err(e) => tracing::error!(worker = %running.id, "poll loop panicked: {e}"),
+                }
+            }
+            running.worker.shutdown().await;
+            match Arc::try_unwrap(running.worker) {
+                Ok(worker) => worker.finalize_shutdown().await,
+                Err(_) => tracing::warn!(worker = %running.id, "worker still referenced after shutdown"),
+            }
+            tracing::info!(worker = %running.id, "worker stopped");
+        }
+    }
+}
+
+/// Runs until `stop` resolves, then shuts down gracefully.
+pub async fn run(registry: &Registry, stop: impl Future<Output = ()>) -> Result<(), RunError> {
+    let running = start(registry).await?;
+    stop.await;
+    running.shutdown().await;
+    Ok(())
+}

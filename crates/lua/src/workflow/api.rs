@@ -264,18 +264,21 @@ fn start_activity(lua: &Lua, options: Option<Table>, id: Value, args: MultiValue
         .get(&id)
         .or_else(|| run.activity_targets.get(&format!("{}:{id}", run.namespace_of_entry)))
         .cloned();
-    let (activity_type, local, defaults) = match target {
-        Some(t) => (t.type_name, t.local, t.defaults),
-        None => (id.clone(), false, BTreeMap::new()),
+    let (activity_type, local, defaults, home_queue) = match target {
+        Some(t) => (t.type_name, t.local, t.defaults, t.task_queue),
+        None => (id.clone(), false, BTreeMap::new(), None),
     };
     let overrides = match options_table(options) {
         Ok(o) => o,
         Err(failure) => return fail(failure),
     };
-    let options = match activity_options(&defaults, &overrides) {
+    let mut options = match activity_options(&defaults, &overrides) {
         Ok(o) => o,
         Err(failure) => return fail(failure.wrap(&format!("funcs.call({id})"))),
     };
+    if options.task_queue.is_none() {
+        options.task_queue = home_queue;
+    }
     let mut data = Vec::with_capacity(args.len());
     for (i, arg) in args.iter().enumerate() {
         match to_data(arg) {

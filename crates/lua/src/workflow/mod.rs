@@ -44,6 +44,8 @@ pub struct ActivityTarget {
     pub local: bool,
     /// Default options from the entry's `meta.options` (keys as in `with_options`).
     pub defaults: BTreeMap<String, serde_json::Value>,
+    /// Task queue of the worker the activity is registered on (`None`: the workflow's own).
+    pub task_queue: Option<String>,
 }
 
 /// Facts about the run that Lua can read through `workflow.info()`.

@@ -1,0 +1,118 @@
+//! The workflow half of a worker: a dedicated OS thread owns the Lua engine (Lua states are not
+//! `Send`), and the poll loop hands it activations over a channel. Polling is serial, completion
+//! is concurrent, as Core requires.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+
+use tempest_lua::workflow::{Completion, EngineConfig, TaskFailure, WorkflowEngine};
+use temporalio_common::protos::coresdk::workflow_activation::WorkflowActivation;
+use temporalio_common::protos::coresdk::workflow_completion::WorkflowActivationCompletion;
+use temporalio_common::protos::temporal::api::failure::v1::Failure as ProtoFailure;
+use temporalio_sdk_core::{PollError, Worker};
+use tokio::sync::oneshot;
+
+use crate::activation::{RunContext, Translated, commands, translate};
+
+type Reply = oneshot::Sender<WorkflowActivationCompletion>;
+
+/// Handle to the thread running the Lua workflow engine.
+#[derive(Debug, Clone)]
+pub struct WorkflowHost {
+    sender: mpsc::Sender<(WorkflowActivation, Reply)>,
+}
+
+impl WorkflowHost {
+    /// Starts the engine thread; fails if a workflow source does not compile.
+    pub fn start(name: &str, config: EngineConfig, context: RunContext) -> Result<Self, String> {
+        let (sender, receiver) = mpsc::channel::<(WorkflowActivation, Reply)>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+        thread::Builder::new()
+            .name(format!("lua-workflows-{name}"))
+            .spawn(move || {
+                let mut engine = match WorkflowEngine::new(config) {
+                    Ok(engine) => {
+                        let _ = ready_tx.send(Ok(()));
+                        engine
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                };
+                while let Ok((activation, reply)) = receiver.recv() {
+                    let completion = process(&mut engine, activation, &context);
+                    let _ = reply.send(completion);
+                }
+            })
+            .map_err(|e| format!("cannot start the workflow thread: {e}"))?;
+        ready_rx.recv().map_err(|_| "the workflow thread stopped while starting".to_owned())??;
+        Ok(WorkflowHost { sender })
+    }
+
+    /// Runs one activation on the engine thread.
+    pub async fn activate(&self, activation: WorkflowActivation) -> WorkflowActivationCompletion {
+        let run_id = activation.run_id.clone();
+        let (reply, response) = oneshot::channel();
+        if self.sender.send((activation, reply)).is_err() {
+            return task_failure(run_id, "the workflow engine thread has stopped".into());
+        }
+        response.await.unwrap_or_else(|_| task_failure(run_id, "the workflow engine thread has stopped".into()))
+    }
+}
+
+fn task_failure(run_id: String, message: String) -> WorkflowActivationCompletion {
+    WorkflowActivationCompletion::fail(run_id, ProtoFailure::application_failure(message, false), None)
+}
+
+fn process(engine: &mut WorkflowEngine, activation: WorkflowActivation, context: &RunContext) -> WorkflowActivationCompletion {
+    let run_id = activation.run_id.clone();
+    let (translated, mut query_answers) = translate(activation, context);
+    match translated {
+        Translated::Evict { reason } => {
+            engine.evict(&run_id);
+            if reason.starts_with("Nondeterminism") {
+                tracing::error!(run_id = %run_id, "workflow run evicted: {reason}");
+            } else {
+                tracing::debug!(run_id = %run_id, "workflow run evicted: {reason}");
+            }
+            WorkflowActivationCompletion::empty(run_id)
+        }
+        Translated::Immediate(commands) => WorkflowActivationCompletion::from_cmds(run_id, commands),
+        Translated::TaskFailure(message) => {
+            tracing::error!(run_id = %run_id, "workflow task failed: {message}");
+            task_failure(run_id, message)
+        }
+        Translated::Run(activation) => match engine.activate(activation) {
+            Completion::Commands(issued) => {
+                let mut all = commands(issued, context);
+                all.append(&mut query_answers);
+                WorkflowActivationCompletion::from_cmds(run_id, all)
+            }
+            Completion::Failed(TaskFailure::Deadlock { message }) | Completion::Failed(TaskFailure::Other { message }) => {
+                tracing::error!(run_id = %run_id, "workflow task failed: {message}");
+                task_failure(run_id, message)
+            }
+        },
+    }
+}
+
+/// Polls workflow activations until Core reports shutdown.
+pub async fn poll_loop(worker: Arc<Worker>, host: WorkflowHost) -> Result<(), PollError> {
+    loop {
+        let activation = match worker.poll_workflow_activation().await {
+            Ok(activation) => activation,
+            Err(PollError::ShutDown) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let worker = worker.clone();
+        let host = host.clone();
+        tokio::spawn(async move {
+            let completion = host.activate(activation).await;
+            if let Err(e) = worker.complete_workflow_activation(completion).await {
+                tracing::warn!("completing a workflow activation failed: {e}");
+            }
+        });
+    }
+}

@@ -1,0 +1,141 @@
+//! Workflows calling Lua activities on the real dev server: sequential and concurrent calls,
+//! failures with their kinds, retries, timeouts. Every workflow is replayed afterwards.
+
+mod common;
+
+use common::{Project, assert_replays, execute};
+use serde_json::json;
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+
+const ENTRIES: &str = r#"  - name: flow
+    kind: workflow.lua
+    source: file://flow.lua
+    modules: [funcs, time, json]
+    meta: {temporal: {workflow: {worker: worker}}}
+  - name: echo
+    kind: function.lua
+    source: file://acts.lua
+    method: echo
+    meta: {temporal: {activity: {worker: worker}}}
+  - name: fail
+    kind: function.lua
+    source: file://acts.lua
+    method: fail
+    modules: [errors]
+    meta: {temporal: {activity: {worker: worker}}}
+  - name: flaky
+    kind: function.lua
+    source: file://acts.lua
+    method: flaky
+    modules: [errors]
+    meta: {temporal: {activity: {worker: worker}}}
+  - name: slow
+    kind: function.lua
+    source: file://acts.lua
+    method: slow
+    modules: [time]
+    meta: {temporal: {activity: {worker: worker}}}
+"#;
+
+const ACTS: &str = r#"
+local M = {}
+function M.echo(s) return s end
+function M.fail(mode)
+  if mode == "notfound" then
+    local errors = require("errors")
+    return nil, errors.new({ kind = errors.NOT_FOUND, message = "no such thing", retryable = false })
+  elseif mode == "string" then
+    return nil, "plain string failure"
+  else
+    error("raised in lua")
+  end
+end
+function M.flaky()
+  return nil, errors.new({ kind = errors.UNAVAILABLE, message = "always failing", retryable = true })
+end
+function M.slow()
+  require("time").sleep("3s")
+  return "late"
+end
+return M
+"#;
+
+const FLOW: &str = r#"
+local funcs = require("funcs")
+local function describe(err)
+  if not err then return nil end
+  return { kind = err:kind(), message = err:message(), retryable = err:retryable() }
+end
+local function main(input)
+  local out = {}
+  -- three sequential calls, each feeding the next
+  local s = input
+  for i = 0, 2 do
+    s = funcs.call("app:echo", s .. "|" .. i)
+  end
+  out.sequential = s
+  -- three concurrent: two coroutines and one async future
+  local results = channel.new(2)
+  for i = 1, 2 do
+    coroutine.spawn(function() results:send(funcs.call("echo", "c" .. i)) end)
+  end
+  local future = funcs.async("app:echo", "f")
+  local a = results:receive()
+  local b = results:receive()
+  local got = { a, b }
+  table.sort(got)
+  local payload = future:response():receive()
+  got[#got + 1] = payload:data()
+  out.concurrent = got
+  -- failures
+  local _, e1 = funcs.call("app:fail", "notfound")
+  local _, e2 = funcs.call("app:fail", "string")
+  local _, e3 = funcs.call("app:fail", "raise")
+  local _, e4 = funcs.call("app:not_registered")
+  local _, e5 = funcs.new():with_options({ ["activity.start_to_close_timeout"] = "1s",
+    ["activity.retry_policy"] = { maximum_attempts = 1 } }):call("app:slow")
+  local _, e6 = funcs.new():with_options({ ["activity.retry_policy"] = { maximum_attempts = 3, initial_interval = 10 } }):call("app:flaky")
+  out.errors = { describe(e1), describe(e2), describe(e3), describe(e4), describe(e5), describe(e6) }
+  out.timeout_type = e5 and e5:details() and e5:details().timeout_type
+  out.flaky_attempts_seen = e6 and e6:details() and e6:details()._retry_state
+  return out
+end
+return { main = main }
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activities_sequential_concurrent_and_failures() {
+    let project = Project::new("activities", ENTRIES, &[("flow.lua", FLOW), ("acts.lua", ACTS)]);
+    let registry = project.load();
+    let running = tempest_temporal::start(&registry).await.expect("start");
+    let result = execute("app:flow", &project.task_queue, "activities-1", &["\"in\""]).await;
+    running.shutdown().await;
+    let result = result.expect("workflow completes");
+    assert_eq!(result["sequential"], json!("in|0|1|2"));
+    assert_eq!(result["concurrent"], json!(["c1", "c2", "f"]));
+    let errors = &result["errors"];
+    assert_eq!(errors[0], json!({"kind": "NotFound", "message": "no such thing", "retryable": false}));
+    assert_eq!(errors[1], json!({"kind": "Internal", "message": "plain string failure", "retryable": false}));
+    assert_eq!(errors[2]["kind"], json!("Internal"));
+    assert_eq!(errors[2]["retryable"], json!(false));
+    assert!(errors[2]["message"].as_str().unwrap().contains("acts.lua:11: raised in lua"), "{}", errors[2]);
+    assert_eq!(errors[3]["kind"], json!("NotFound"));
+    assert_eq!(errors[3]["retryable"], json!(false));
+    assert_eq!(errors[4]["kind"], json!("Timeout"));
+    assert_eq!(result["timeout_type"], json!("StartToClose"));
+    assert_eq!(errors[5]["message"], json!("always failing"));
+    assert_eq!(result["flaky_attempts_seen"], json!("MaximumAttemptsReached"));
+    // The retried activity ran exactly three times: its last start is attempt 3.
+    let history = common::history("activities-1").await;
+    let flaky_attempts: Vec<i32> = history
+        .events
+        .iter()
+        .filter_map(|e| match &e.attributes {
+            Some(Attributes::ActivityTaskStartedEventAttributes(a)) => Some(a.attempt),
+            _ => None,
+        })
+        .filter(|attempt| *attempt > 1)
+        .collect();
+    assert_eq!(flaky_attempts, vec![3], "only the retried activity has attempts > 1");
+    assert_replays(&registry, "activities-1").await;
+}
