@@ -77,6 +77,7 @@ impl ActivityVm {
         modules.raw_set("base64", sandbox::freeze(&lua, "base64", &crate::modules::base64::register(&lua)?)?)?;
         modules.raw_set("hash", sandbox::freeze(&lua, "hash", &crate::modules::hash::register(&lua)?)?)?;
         modules.raw_set("yaml", sandbox::freeze(&lua, "yaml", &crate::modules::yaml::register(&lua)?)?)?;
+        modules.raw_set("http_client", sandbox::freeze(&lua, "http_client", &crate::modules::http_client::register(&lua)?)?)?;
         for name in ["string", "table", "math", "utf8", "os", "coroutine"] {
             let table: Table = globals.get(name)?;
             globals.raw_set(name, sandbox::freeze(&lua, name, &table)?)?;

@@ -8,3 +8,4 @@ pub mod uuid;
 pub mod time;
 pub mod crypto;
 pub mod yaml;
+pub mod http_client;
