@@ -71,9 +71,13 @@ fn process(engine: &mut WorkflowEngine, activation: WorkflowActivation, context:
     let (translated, mut query_answers) = translate(activation, context);
     match translated {
         Translated::Evict { reason } => {
-            engine.evict(&run_id);
+            let issued = engine.evict(&run_id);
             if reason.starts_with("Nondeterminism") {
-                tracing::error!(run_id = %run_id, "workflow run evicted: {reason}");
+                tracing::error!(
+                    run_id = %run_id,
+                    "workflow code diverged from its history: {reason}; the replayed code issued: {}",
+                    if issued.is_empty() { "no commands".to_owned() } else { issued.join("; ") }
+                );
             } else {
                 tracing::debug!(run_id = %run_id, "workflow run evicted: {reason}");
             }

@@ -109,7 +109,8 @@ impl UserData for Future {
             }
             state.cancel_requested = true;
             let run = active_run(lua)?;
-            run.borrow_mut().commands.push(Command::RequestCancelActivity { seq: state.seq, local: state.local });
+            let site = super::run::call_site(lua);
+            run.borrow_mut().issue(Command::RequestCancelActivity { seq: state.seq, local: state.local }, site);
             Ok(true)
         });
     }
@@ -300,13 +301,10 @@ fn start_activity(lua: &Lua, options: Option<Table>, id: Value, args: MultiValue
         channel: Some(channel),
     }));
     run.activities.insert(seq, state.clone());
-    run.commands.push(Command::ScheduleActivity(Box::new(ScheduleActivity {
-        seq,
-        activity_type,
-        args: data,
-        options,
-        local,
-    })));
+    run.issue(
+        Command::ScheduleActivity(Box::new(ScheduleActivity { seq, activity_type, args: data, options, local })),
+        super::run::call_site(lua),
+    );
     let future = lua.create_userdata(Future { state, channel_ud })?;
     Ok((Value::UserData(future), Value::Nil))
 }

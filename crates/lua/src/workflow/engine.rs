@@ -147,9 +147,19 @@ impl WorkflowEngine {
         self.lua.used_memory()
     }
 
-    /// Drops a run's state (Core evicted it).
-    pub fn evict(&mut self, run_id: &str) {
-        self.runs.remove(run_id);
+    /// Drops a run's state (Core evicted it). Returns the commands the run issued in its last
+    /// activation with the Lua lines that issued them (`ScheduleActivity(app:pay) seq 2 at
+    /// flow.lua:14`), which is what a nondeterminism report needs.
+    pub fn evict(&mut self, run_id: &str) -> Vec<String> {
+        let Some(run) = self.runs.remove(run_id) else { return Vec::new() };
+        let core = run.core.borrow();
+        core.last_issued
+            .iter()
+            .map(|(command, site)| match site {
+                Some(site) => format!("{command} at {site}"),
+                None => command.clone(),
+            })
+            .collect()
     }
 
     /// Applies `activation` and returns the commands the run issued, or why the task fails.
@@ -327,7 +337,23 @@ fn run_ready_tasks(lua: &Lua, core: &Rc<RefCell<RunCore>>) -> Completion {
             },
         }
     }
-    Completion::Commands(std::mem::take(&mut core.borrow_mut().commands))
+    let mut run = core.borrow_mut();
+    let commands = std::mem::take(&mut run.commands);
+    let sites = std::mem::take(&mut run.sites);
+    run.last_issued = commands.iter().map(describe).zip(sites).collect();
+    Completion::Commands(commands)
+}
+
+/// A command as a nondeterminism report names it.
+fn describe(command: &Command) -> String {
+    match command {
+        Command::StartTimer { seq, duration } => format!("StartTimer({duration:?}) seq {seq}"),
+        Command::CancelTimer { seq } => format!("CancelTimer seq {seq}"),
+        Command::ScheduleActivity(s) => format!("ScheduleActivity({}) seq {}", s.activity_type, s.seq),
+        Command::RequestCancelActivity { seq, .. } => format!("RequestCancelActivity seq {seq}"),
+        Command::CompleteWorkflow(_) => "CompleteWorkflowExecution".into(),
+        Command::FailWorkflow(_) => "FailWorkflowExecution".into(),
+    }
 }
 
 /// Applies the return convention to the main function's results.
@@ -343,10 +369,11 @@ fn finish(_lua: &Lua, core: &Rc<RefCell<RunCore>>, outcome: Result<crate::conver
     let mut run = core.borrow_mut();
     run.finished = true;
     run.ready.clear();
-    run.commands.push(match outcome {
+    let command = match outcome {
         Ok(data) => Command::CompleteWorkflow(data),
         Err(failure) => Command::FailWorkflow(failure),
-    });
+    };
+    run.issue(command, None);
 }
 
 fn install_deadlock_hook(thread: &Thread) -> mlua::Result<()> {

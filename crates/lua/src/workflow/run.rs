@@ -21,6 +21,25 @@ pub(crate) type TaskId = usize;
 /// The VM's app data while an activation of this run executes.
 pub(crate) struct ActiveRun(pub(crate) Rc<RefCell<RunCore>>);
 
+/// The innermost user Lua frame on the stack (`file.lua:12`), skipping Tempest's own frames.
+pub(crate) fn call_site(lua: &Lua) -> Option<String> {
+    for level in 0..16 {
+        let frame = lua.inspect_stack(level, |debug| {
+            let src = debug.source().short_src.map(|s| s.into_owned()).unwrap_or_default();
+            (src, debug.current_line())
+        })?;
+        let (src, line) = frame;
+        if src.starts_with("[C]") || src.starts_with("tempest:") || src.starts_with("[tempest") || src.is_empty() {
+            continue;
+        }
+        return Some(match line {
+            Some(line) => format!("{src}:{line}"),
+            None => src,
+        });
+    }
+    None
+}
+
 /// Returns the run whose activation is executing, or an error for calls made outside one.
 pub(crate) fn active_run(lua: &Lua) -> mlua::Result<Rc<RefCell<RunCore>>> {
     lua.app_data_ref::<ActiveRun>()
@@ -83,6 +102,11 @@ pub(crate) struct RunCore {
     pub(crate) timers: HashMap<u32, TimerTarget>,
     pub(crate) activities: HashMap<u32, Rc<RefCell<FutureState>>>,
     pub(crate) commands: Vec<Command>,
+    /// Where in the Lua code each of `commands` was issued (`file.lua:12`), when known.
+    pub(crate) sites: Vec<Option<String>>,
+    /// The previous activation's commands, described, with their sites (for nondeterminism
+    /// reports: Core names the diverging command, this says which Lua line issued it).
+    pub(crate) last_issued: Vec<(String, Option<String>)>,
     pub(crate) signals: Signals,
     pub(crate) events: Option<Channel>,
     pub(crate) held_events: Vec<(String, String)>,
@@ -125,6 +149,8 @@ impl RunCore {
             timers: HashMap::new(),
             activities: HashMap::new(),
             commands: Vec::new(),
+            sites: Vec::new(),
+            last_issued: Vec::new(),
             signals: Signals::default(),
             events: None,
             held_events: Vec::new(),
@@ -194,6 +220,12 @@ impl RunCore {
 
     pub(crate) fn current_task(&self) -> mlua::Result<TaskId> {
         self.current.ok_or_else(|| mlua::Error::runtime("blocking call outside of a workflow coroutine"))
+    }
+
+    /// Records a command and the Lua location that issued it.
+    pub(crate) fn issue(&mut self, command: Command, site: Option<String>) {
+        self.commands.push(command);
+        self.sites.push(site);
     }
 
     pub(crate) fn next_timer(&mut self) -> u32 {

@@ -15,16 +15,16 @@ use crate::failure::Failure;
 use crate::modules::time::{Time, duration_arg, register_common};
 
 /// Starts a timer for `nanos` feeding `target`; returns its sequence number.
-fn start_timer(run: &mut RunCore, nanos: i64, target: TimerTarget) -> u32 {
+fn start_timer(run: &mut RunCore, nanos: i64, target: TimerTarget, site: Option<String>) -> u32 {
     let seq = run.next_timer();
-    run.commands.push(Command::StartTimer { seq, duration: Duration::from_nanos(nanos.max(0) as u64) });
+    run.issue(Command::StartTimer { seq, duration: Duration::from_nanos(nanos.max(0) as u64) }, site);
     run.timers.insert(seq, target);
     seq
 }
 
-fn cancel_timer(run: &mut RunCore, seq: u32) -> bool {
+fn cancel_timer(run: &mut RunCore, seq: u32, site: Option<String>) -> bool {
     if run.timers.remove(&seq).is_some() {
-        run.commands.push(Command::CancelTimer { seq });
+        run.issue(Command::CancelTimer { seq }, site);
         true
     } else {
         false
@@ -48,6 +48,7 @@ pub(crate) fn fire(lua: &Lua, run: &mut RunCore, seq: u32) -> mlua::Result<()> {
                     run,
                     period.as_nanos() as i64,
                     TimerTarget::Ticker { channel, period, ticker: ticker.clone() },
+                    None,
                 );
                 ticker.borrow_mut().current_seq = next;
             }
@@ -73,14 +74,16 @@ impl UserData for Timer {
         methods.add_method("response", |_, this, ()| Ok(this.channel_ud.clone()));
         methods.add_method_mut("stop", |lua, this, ()| {
             let run = active_run(lua)?;
-            Ok(cancel_timer(&mut run.borrow_mut(), this.seq))
+            let site = super::run::call_site(lua);
+            Ok(cancel_timer(&mut run.borrow_mut(), this.seq, site))
         });
         methods.add_method_mut("reset", |lua, this, d: Value| {
             let nanos = duration_arg(&d).map_err(mlua::Error::runtime)?;
             let run = active_run(lua)?;
+            let site = super::run::call_site(lua);
             let mut run = run.borrow_mut();
-            let was_active = cancel_timer(&mut run, this.seq);
-            this.seq = start_timer(&mut run, nanos, TimerTarget::Once(this.channel.clone()));
+            let was_active = cancel_timer(&mut run, this.seq, site.clone());
+            this.seq = start_timer(&mut run, nanos, TimerTarget::Once(this.channel.clone()), site);
             Ok(was_active)
         });
     }
@@ -103,7 +106,8 @@ impl UserData for Ticker {
                 return Ok(false);
             }
             state.stopped = true;
-            Ok(cancel_timer(&mut run.borrow_mut(), state.current_seq))
+            let site = super::run::call_site(lua);
+            Ok(cancel_timer(&mut run.borrow_mut(), state.current_seq, site))
         });
     }
 }
@@ -121,8 +125,9 @@ pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<Table> {
             Err(message) => return invalid(lua, format!("time.after: {message}")),
         };
         let run = active_run(lua)?;
+        let site = super::run::call_site(lua);
         let channel = Channel::new(1);
-        start_timer(&mut run.borrow_mut(), nanos, TimerTarget::Once(channel.clone()));
+        start_timer(&mut run.borrow_mut(), nanos, TimerTarget::Once(channel.clone()), site);
         Ok((Value::UserData(channel_userdata(lua, &channel)?), Value::Nil))
     })?;
     primitives.raw_set("after", after.clone())?;
@@ -147,8 +152,9 @@ pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<Table> {
                 Err(message) => return invalid(lua, format!("time.timer: {message}")),
             };
             let run = active_run(lua)?;
+            let site = super::run::call_site(lua);
             let channel = Channel::new(1);
-            let seq = start_timer(&mut run.borrow_mut(), nanos, TimerTarget::Once(channel.clone()));
+            let seq = start_timer(&mut run.borrow_mut(), nanos, TimerTarget::Once(channel.clone()), site);
             let channel_ud = channel_userdata(lua, &channel)?;
             Ok((Value::UserData(lua.create_userdata(Timer { seq, channel, channel_ud })?), Value::Nil))
         })?,
@@ -165,10 +171,12 @@ pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<Table> {
             let channel = Channel::new(1);
             let state = Rc::new(RefCell::new(TickerState::default()));
             let period = Duration::from_nanos(nanos as u64);
+            let site = super::run::call_site(lua);
             let seq = start_timer(
                 &mut run.borrow_mut(),
                 nanos,
                 TimerTarget::Ticker { channel: channel.clone(), period, ticker: state.clone() },
+                site,
             );
             state.borrow_mut().current_seq = seq;
             let channel_ud = channel_userdata(lua, &channel)?;
