@@ -4,6 +4,7 @@
 mod check;
 mod logging;
 mod lua_checks;
+mod run;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,15 +82,13 @@ fn main() -> ExitCode {
     logging::init(cli.log_format);
     match cli.command {
         Command::Check { dir } => check::run(&dir),
-        // LEAD: replace these four arms with `mod run;` and calls into it.
-        Command::Run { .. } => not_implemented("run"),
+        Command::Run { dir } => run::run(&dir),
+        Command::Dev { dir } => run::dev(&dir),
         Command::Exec { .. } => not_implemented("exec"),
         Command::Replay { .. } => not_implemented("replay"),
-        Command::Dev { .. } => not_implemented("dev"),
     }
 }
 
-// LEAD: placeholder until `run.rs` lands; delete with the arms above.
 fn not_implemented(command: &str) -> ExitCode {
     eprintln!("tempest {command}: not implemented yet");
     ExitCode::from(RUNTIME_FAILURE)

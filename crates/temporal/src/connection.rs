@@ -17,7 +17,8 @@ pub enum ConnectError {
     Unreachable { client: String, address: String, cause: String },
 }
 
-fn is_loopback(address: &str) -> bool {
+/// Whether `host:port` names this machine (`localhost`, 127.0.0.0/8, ::1).
+pub fn is_loopback(address: &str) -> bool {
     let host = address.rsplit_once(':').map_or(address, |(host, _)| host);
     let host = host.trim_start_matches('[').trim_end_matches(']');
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())

@@ -23,7 +23,7 @@ use temporalio_common::telemetry::TelemetryOptions;
 use temporalio_sdk_core::{CoreRuntime, RuntimeOptions, Worker, init_worker};
 use tokio::task::JoinHandle;
 
-pub use connection::ConnectError;
+pub use connection::{ConnectError, is_loopback};
 pub use plan::{WorkerPlan, worker_plan};
 
 use activation::RunContext;
