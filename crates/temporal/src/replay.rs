@@ -59,16 +59,22 @@ pub async fn replay(
             Err(PollError::ShutDown) => break,
             Err(e) => return Err(ReplayError::Poll(e.to_string())),
         };
-        if let [job] = activation.jobs.as_slice()
-            && let Some(JobVariant::RemoveFromCache(evict)) = &job.variant
-            && !matches!(evict.reason(), EvictionReason::LangRequested | EvictionReason::CacheFull)
-        {
-            failures.push(ReplayFailure {
-                run_id: activation.run_id.clone(),
-                message: format!("{:?}: {}", evict.reason(), evict.message),
-            });
+        let failed = match activation.jobs.as_slice() {
+            [job] => match &job.variant {
+                Some(JobVariant::RemoveFromCache(evict))
+                    if !matches!(evict.reason(), EvictionReason::LangRequested | EvictionReason::CacheFull) =>
+                {
+                    Some(format!("{:?}: {}", evict.reason(), evict.message))
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        let run_id = activation.run_id.clone();
+        let (completion, diagnosis) = host.activate(activation).await;
+        if let Some(message) = failed {
+            failures.push(ReplayFailure { run_id, message: diagnosis.unwrap_or(message) });
         }
-        let completion = host.activate(activation).await;
         if let Err(e) = worker.complete_workflow_activation(completion).await {
             tracing::debug!("replay completion: {e}");
         }

@@ -15,7 +15,11 @@ use tokio::sync::oneshot;
 
 use crate::activation::{RunContext, Translated, commands, translate};
 
-type Reply = oneshot::Sender<WorkflowActivationCompletion>;
+/// The completion, and for a nondeterminism eviction the Lua lines of the diverging run's last
+/// commands.
+pub type Outcome = (WorkflowActivationCompletion, Option<String>);
+
+type Reply = oneshot::Sender<Outcome>;
 
 /// Handle to the thread running the Lua workflow engine.
 #[derive(Debug, Clone)]
@@ -52,13 +56,14 @@ impl WorkflowHost {
     }
 
     /// Runs one activation on the engine thread.
-    pub async fn activate(&self, activation: WorkflowActivation) -> WorkflowActivationCompletion {
+    pub async fn activate(&self, activation: WorkflowActivation) -> Outcome {
         let run_id = activation.run_id.clone();
+        let stopped = |run_id| (task_failure(run_id, "the workflow engine thread has stopped".into()), None);
         let (reply, response) = oneshot::channel();
         if self.sender.send((activation, reply)).is_err() {
-            return task_failure(run_id, "the workflow engine thread has stopped".into());
+            return stopped(run_id);
         }
-        response.await.unwrap_or_else(|_| task_failure(run_id, "the workflow engine thread has stopped".into()))
+        response.await.unwrap_or_else(|_| stopped(run_id))
     }
 }
 
@@ -66,21 +71,21 @@ fn task_failure(run_id: String, message: String) -> WorkflowActivationCompletion
     WorkflowActivationCompletion::fail(run_id, ProtoFailure::application_failure(message, false), None)
 }
 
-fn process(engine: &mut WorkflowEngine, activation: WorkflowActivation, context: &RunContext) -> WorkflowActivationCompletion {
+fn process(engine: &mut WorkflowEngine, activation: WorkflowActivation, context: &RunContext) -> Outcome {
     let run_id = activation.run_id.clone();
     let (translated, mut query_answers) = translate(activation, context);
-    match translated {
+    let completion = match translated {
         Translated::Evict { reason } => {
             let issued = engine.evict(&run_id);
             if reason.starts_with("Nondeterminism") {
-                tracing::error!(
-                    run_id = %run_id,
-                    "workflow code diverged from its history: {reason}; the replayed code issued: {}",
+                let diagnosis = format!(
+                    "workflow code diverged from its history: {reason}; the current code issued: {}",
                     if issued.is_empty() { "no commands".to_owned() } else { issued.join("; ") }
                 );
-            } else {
-                tracing::debug!(run_id = %run_id, "workflow run evicted: {reason}");
+                tracing::error!(run_id = %run_id, "{diagnosis}");
+                return (WorkflowActivationCompletion::empty(run_id), Some(diagnosis));
             }
+            tracing::debug!(run_id = %run_id, "workflow run evicted: {reason}");
             WorkflowActivationCompletion::empty(run_id)
         }
         Translated::Immediate(commands) => WorkflowActivationCompletion::from_cmds(run_id, commands),
@@ -99,7 +104,8 @@ fn process(engine: &mut WorkflowEngine, activation: WorkflowActivation, context:
                 task_failure(run_id, message)
             }
         },
-    }
+    };
+    (completion, None)
 }
 
 /// Polls workflow activations until Core reports shutdown.
@@ -113,7 +119,7 @@ pub async fn poll_loop(worker: Arc<Worker>, host: WorkflowHost) -> Result<(), Po
         let worker = worker.clone();
         let host = host.clone();
         tokio::spawn(async move {
-            let completion = host.activate(activation).await;
+            let (completion, _) = host.activate(activation).await;
             if let Err(e) = worker.complete_workflow_activation(completion).await {
                 tracing::warn!("completing a workflow activation failed: {e}");
             }

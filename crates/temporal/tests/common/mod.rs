@@ -129,3 +129,95 @@ pub async fn assert_replays(registry: &Registry, workflow_id: &str) {
     let failures = replay_failures(registry, workflow_id).await;
     assert!(failures.is_empty(), "replay of {workflow_id} failed: {failures:?}");
 }
+
+fn json_payloads(inputs: &[serde_json::Value]) -> Option<temporalio_common::protos::temporal::api::common::v1::Payloads> {
+    use temporalio_common::protos::temporal::api::common::v1::{Payload, Payloads};
+    Some(Payloads {
+        payloads: inputs
+            .iter()
+            .map(|v| Payload {
+                metadata: std::collections::HashMap::from([("encoding".to_owned(), b"json/plain".to_vec())]),
+                data: serde_json::to_vec(v).expect("json"),
+                ..Default::default()
+            })
+            .collect(),
+    })
+}
+
+/// Starts a workflow through the gRPC API (does not wait for it).
+pub async fn start_workflow(workflow_type: &str, task_queue: &str, workflow_id: &str, inputs: &[serde_json::Value]) {
+    use temporalio_common::protos::temporal::api::common::v1::WorkflowType;
+    use temporalio_common::protos::temporal::api::taskqueue::v1::TaskQueue;
+    use temporalio_common::protos::temporal::api::workflowservice::v1::StartWorkflowExecutionRequest;
+    let mut connection = connection().await;
+    let request = StartWorkflowExecutionRequest {
+        namespace: "default".into(),
+        workflow_id: workflow_id.into(),
+        workflow_type: Some(WorkflowType { name: workflow_type.into() }),
+        task_queue: Some(TaskQueue { name: task_queue.into(), ..Default::default() }),
+        input: json_payloads(inputs),
+        identity: "tests".into(),
+        request_id: format!("{workflow_id}-start"),
+        ..Default::default()
+    };
+    WorkflowService::start_workflow_execution(&mut connection, request.into_request()).await.expect("start workflow");
+}
+
+/// Sends signals to a workflow, one after another on one connection.
+pub async fn signal_many(workflow_id: &str, name: &str, inputs: &[serde_json::Value]) {
+    use temporalio_common::protos::temporal::api::workflowservice::v1::SignalWorkflowExecutionRequest;
+    let mut connection = connection().await;
+    for (i, input) in inputs.iter().enumerate() {
+        let request = SignalWorkflowExecutionRequest {
+            namespace: "default".into(),
+            workflow_execution: Some(WorkflowExecution { workflow_id: workflow_id.into(), run_id: String::new() }),
+            signal_name: name.into(),
+            input: json_payloads(std::slice::from_ref(input)),
+            identity: "tests".into(),
+            request_id: format!("{workflow_id}-{name}-{i}"),
+            ..Default::default()
+        };
+        WorkflowService::signal_workflow_execution(&mut connection, request.into_request()).await.expect("signal");
+    }
+}
+
+/// Waits (up to `timeout`) for the workflow to close; returns the result JSON or the failure message.
+pub async fn wait_result(workflow_id: &str, timeout: std::time::Duration) -> Result<serde_json::Value, String> {
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let history = history(workflow_id).await;
+        for event in &history.events {
+            match &event.attributes {
+                Some(Attributes::WorkflowExecutionCompletedEventAttributes(done)) => {
+                    let payload = done.result.as_ref().and_then(|p| p.payloads.first());
+                    return Ok(payload
+                        .map(|p| serde_json::from_slice(&p.data).unwrap_or(serde_json::Value::Null))
+                        .unwrap_or(serde_json::Value::Null));
+                }
+                Some(Attributes::WorkflowExecutionFailedEventAttributes(failed)) => {
+                    return Err(failed.failure.as_ref().map(|f| f.message.clone()).unwrap_or_default());
+                }
+                _ => {}
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!("{workflow_id} did not close within {timeout:?}"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Messages of the workflow task failures recorded in the workflow's history.
+pub async fn task_failures(workflow_id: &str) -> Vec<String> {
+    use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
+    history(workflow_id)
+        .await
+        .events
+        .iter()
+        .filter_map(|e| match &e.attributes {
+            Some(Attributes::WorkflowTaskFailedEventAttributes(f)) => f.failure.as_ref().map(|f| f.message.clone()),
+            _ => None,
+        })
+        .collect()
+}
