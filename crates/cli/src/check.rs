@@ -9,7 +9,8 @@
 //! 1 error, 1 warning
 //! ```
 //!
-//! Lua entries are checked only when the definitions load: a failed load hands back no entries.
+//! Lua entries are checked even when the definitions have errors: a failed load still hands back
+//! the Lua entries whose own fields were valid, so both kinds of problem show in one run.
 //!
 //! With no errors (warnings, if any, come first):
 //!
@@ -64,8 +65,11 @@ fn check(dir: &Path) -> Outcome {
     let registry = match Registry::load(dir) {
         Ok(registry) => registry,
         Err(errors) => {
+            let lua_problems = lua_checks::diagnose(errors.lua_entries());
+            let mut report = errors.report;
+            report.extend(lua_problems);
             return Outcome {
-                report: errors.report,
+                report,
                 loaded: None,
             };
         }

@@ -71,7 +71,6 @@ fn registry_warnings_and_lua_errors_print_together_sorted() {
 }
 
 #[test]
-#[ignore = "needs tempest-registry to hand back the Lua entries that loaded when loading fails"]
 fn registry_errors_and_lua_errors_print_together() {
     assert_case("registry_and_lua_errors", 1);
 }

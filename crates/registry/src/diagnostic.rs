@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use crate::id::EntryId;
+use crate::kinds::lua::LuaEntry;
 
 /// Whether a diagnostic stops loading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -182,15 +183,33 @@ impl fmt::Display for Report {
 
 /// Loading failed: the definition files have at least one error. Fatal until the files change.
 ///
-/// Displays every error and warning, one per line, sorted by file, line and column.
+/// Displays every error and warning, one per line, sorted by file, line and column. Also keeps
+/// the Lua entries that were read without errors of their own, so a checker can report Lua
+/// problems in the same run as the definition errors.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{report}")]
 pub struct LoadErrors {
     /// Errors and warnings together; add the caller's own diagnostics here to print one report.
     pub report: Report,
+    /// Private so that only the loader builds a `LoadErrors`.
+    lua_entries: Vec<(EntryId, LuaEntry)>,
 }
 
 impl LoadErrors {
+    pub(crate) fn new(report: Report, lua_entries: Vec<(EntryId, LuaEntry)>) -> Self {
+        LoadErrors {
+            report,
+            lua_entries,
+        }
+    }
+
+    /// The Lua entries whose own fields were valid, in declaration order (first declaration of
+    /// a duplicated name only). Their references may be among the errors: an import or worker
+    /// named here need not exist. Empty when loading stopped before reading entries.
+    pub fn lua_entries(&self) -> impl Iterator<Item = (&EntryId, &LuaEntry)> {
+        self.lua_entries.iter().map(|(id, lua)| (id, lua))
+    }
+
     /// The errors, sorted.
     pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
         self.report.errors()

@@ -15,6 +15,9 @@
 //!   per line, sorted by file, line and column, each in the form
 //!   ``path:line:col: entry `ns:name`: field `a.b`: what is wrong (what is expected)``.
 //!   Callers add their own findings with [`Diagnostic::new`] and [`Report::push`].
+//!   [`LoadErrors::lua_entries`] hands back the Lua entries read without errors of their own
+//!   (same shape as [`Registry::lua_entries`]), so a checker can report Lua problems in the
+//!   same run; their references (imports, workers) may be among the errors.
 //! - [`Env`] is the live env system (SPEC §3): [`Env::get`], [`Env::set`], [`Env::get_all`],
 //!   failing with [`EnvError`] (`NotFound`, `PermissionDenied`, `Invalid`, `Io`).
 //!

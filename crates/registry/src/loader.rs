@@ -63,6 +63,9 @@ pub(crate) struct Loaded {
     pub(crate) references: Vec<Reference>,
     /// Index into the declared list (declaration order).
     pub(crate) declared: usize,
+    /// Whether reading the entry's own fields reported an error. `entry` may still be `Some`
+    /// then (a Lua entry whose source was read), but with the bad values left out.
+    pub(crate) had_errors: bool,
 }
 
 /// Reads every file under `root`, returning the files and their text.
@@ -344,6 +347,7 @@ fn read_entry(
     lookup: &dyn Lookup,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Loaded> {
+    let before = diagnostics.len();
     let mut walker = Walker::new(file, declared.id.namespace(), lookup, diagnostics);
     walker.entry = Some(declared.id.clone());
     walker.entry_at = declared.name_at;
@@ -379,6 +383,10 @@ fn read_entry(
         kind
     };
     walker.finish(fields);
+    let had_errors = walker
+        .diagnostics
+        .get(before..)
+        .is_some_and(|added| added.iter().any(Diagnostic::is_error));
     let location = Location {
         file: file.display.clone(),
         line: declared.name_at.line,
@@ -395,6 +403,7 @@ fn read_entry(
         entry,
         references: references.items,
         declared: index,
+        had_errors,
     })
 }
 

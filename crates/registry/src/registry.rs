@@ -50,10 +50,9 @@ impl Registry {
 
     /// Loads every definition file under `dir`. All problems of all files are returned together.
     pub fn load_with(dir: &Path, options: LoadOptions) -> Result<Registry, LoadErrors> {
-        let fail = |diagnostics: Vec<Diagnostic>| LoadErrors {
-            report: diagnostics.into_iter().collect::<Report>(),
-        };
-        let root = loader::open_root(dir).map_err(|diagnostic| fail(vec![*diagnostic]))?;
+        let root = loader::open_root(dir).map_err(|diagnostic| {
+            LoadErrors::new([*diagnostic].into_iter().collect(), Vec::new())
+        })?;
         let mut diagnostics = Vec::new();
         let files = loader::read_files(&root, &mut diagnostics);
         let documents: Vec<_> = files
@@ -105,7 +104,17 @@ impl Registry {
 
         let report: Report = diagnostics.into_iter().collect();
         if report.has_errors() {
-            return Err(LoadErrors { report });
+            // Entries with errors of their own are left out: a dropped `modules:` item would
+            // turn into a second, misleading report about the `require` it allows.
+            let lua_entries = loaded
+                .into_iter()
+                .filter(|item| !item.had_errors)
+                .filter_map(|item| match item.entry?.kind {
+                    EntryKind::Lua(lua) => Some((item.id, lua)),
+                    _ => None,
+                })
+                .collect();
+            return Err(LoadErrors::new(report, lua_entries));
         }
         let (_, warnings) = report.into_parts();
         let entries: Vec<Entry> = loaded.into_iter().filter_map(|item| item.entry).collect();

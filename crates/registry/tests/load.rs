@@ -1,5 +1,6 @@
 //! Valid projects load: the orders example, a project using every kind, env lookups through
-//! every storage, placeholders, and inline source positions.
+//! every storage, placeholders, and inline source positions. A failed load still hands back
+//! the Lua entries that read without errors of their own.
 
 use std::fs;
 use std::path::Path;
@@ -412,4 +413,62 @@ fn missing_directory_is_one_error() {
         "{text}"
     );
     assert_eq!(errors.errors().count(), 1);
+}
+
+#[test]
+fn a_failed_load_keeps_the_lua_entries_without_errors_of_their_own() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let yaml = r#"
+namespace: app
+entries:
+  - name: helpers
+    kind: library.lua
+    source: "return {}"
+  - name: charge
+    kind: function.lua
+    source: "return function() end"
+    imports: { helpers: helpers }
+    meta: { temporal: { activity: { worker: app:wroker } } }
+  - name: flow
+    kind: workflow.lua
+    source: "return { main = function() end }"
+    modules: [http_client]
+  - name: client
+    kind: temporal.client
+    adress: "localhost:7233"
+"#;
+    fs::write(dir.path().join("_index.yaml"), yaml).expect("yaml");
+    let errors = Registry::load(dir.path()).expect_err("bad worker, module and field");
+    let fields: Vec<String> = errors
+        .errors()
+        .map(|error| {
+            let entry = error.entry.as_ref().map(ToString::to_string);
+            format!(
+                "{} {}",
+                entry.unwrap_or_default(),
+                error.field.as_deref().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "app:charge meta.temporal.activity.worker",
+            "app:flow meta.temporal.workflow.worker",
+            "app:flow modules[0]",
+            "app:client adress",
+        ],
+        "{errors}"
+    );
+    // `charge` is kept: only its reference is wrong. `flow` lost a `modules:` item.
+    let ids: Vec<String> = errors.lua_entries().map(|(id, _)| id.to_string()).collect();
+    assert_eq!(ids, ["app:helpers", "app:charge"]);
+    let (_, charge) = errors.lua_entries().nth(1).expect("charge");
+    assert_eq!(charge.imports.get("helpers"), Some(&id("helpers")));
+}
+
+#[test]
+fn a_missing_directory_hands_back_no_lua_entries() {
+    let errors = Registry::load(Path::new("tests/no-such-dir")).expect_err("missing dir");
+    assert_eq!(errors.lua_entries().count(), 0);
 }
