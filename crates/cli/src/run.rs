@@ -56,7 +56,14 @@ fn serve(registry: &Registry) -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let running = match tempest_temporal::start(registry).await {
+        let started = tokio::select! {
+            started = tempest_temporal::start(registry) => started,
+            _ = wait_for_signal() => {
+                tracing::info!("stopped while starting");
+                return ExitCode::SUCCESS;
+            }
+        };
+        let running = match started {
             Ok(running) => running,
             Err(e) => {
                 tracing::error!("{e}");

@@ -76,6 +76,7 @@ impl ActivityVm {
         modules.raw_set("crypto", sandbox::freeze(&lua, "crypto", &crate::modules::crypto::register(&lua)?)?)?;
         modules.raw_set("base64", sandbox::freeze(&lua, "base64", &crate::modules::base64::register(&lua)?)?)?;
         modules.raw_set("hash", sandbox::freeze(&lua, "hash", &crate::modules::hash::register(&lua)?)?)?;
+        modules.raw_set("ctx", sandbox::freeze(&lua, "ctx", &crate::modules::ctx::register(&lua)?)?)?;
         modules.raw_set("yaml", sandbox::freeze(&lua, "yaml", &crate::modules::yaml::register(&lua)?)?)?;
         modules.raw_set("http_client", sandbox::freeze(&lua, "http_client", &crate::modules::http_client::register(&lua)?)?)?;
         for name in ["string", "table", "math", "utf8", "os", "coroutine"] {
@@ -92,13 +93,22 @@ impl ActivityVm {
         self.catalog.contains(entry_id)
     }
 
-    /// Calls `entry_id` with `args`; the return convention decides success or failure.
-    pub fn call(&mut self, entry_id: &str, args: &[Data]) -> Result<Data, Failure> {
+    /// Calls `entry_id` with `args` under `context` (what `ctx` reads); the return convention
+    /// decides success or failure.
+    pub fn call(
+        &mut self,
+        entry_id: &str,
+        args: &[Data],
+        context: Option<crate::modules::ctx::ContextMap>,
+    ) -> Result<Data, Failure> {
         let Some(code) = self.catalog.functions.get(entry_id).cloned() else {
             return Err(Failure::new(crate::failure::Kind::NOT_FOUND, format!("function `{entry_id}` is not registered"))
                 .with_retryable(Some(false)));
         };
-        self.call_inner(&code, args).unwrap_or_else(|e| Err(Failure::from_lua_error(&e)))
+        self.lua.set_app_data(crate::modules::ctx::CallContext(context.map(std::rc::Rc::new)));
+        let result = self.call_inner(&code, args).unwrap_or_else(|e| Err(Failure::from_lua_error(&e)));
+        self.lua.remove_app_data::<crate::modules::ctx::CallContext>();
+        result
     }
 
     fn call_inner(&mut self, code: &FunctionCode, args: &[Data]) -> mlua::Result<Result<Data, Failure>> {
@@ -184,15 +194,15 @@ mod tests {
     #[test]
     fn return_convention() {
         let mut v = vm("return { run = function(a, b) return { sum = a + b } end }");
-        assert_eq!(v.call("app:f", &[Data::Json(json!(1)), Data::Json(json!(2))]), Ok(Data::Json(json!({"sum": 3}))));
+        assert_eq!(v.call("app:f", &[Data::Json(json!(1)), Data::Json(json!(2))], None), Ok(Data::Json(json!({"sum": 3}))));
         let mut v = vm("return { run = function() return nil, 'bad input' end }");
-        let err = v.call("app:f", &[]).unwrap_err();
+        let err = v.call("app:f", &[], None).unwrap_err();
         assert_eq!((err.kind.as_str(), err.message.as_str(), err.retryable), ("Internal", "bad input", Some(false)));
         let mut v = vm("return { run = function() return nil, errors.new{kind = errors.NOT_FOUND, message = 'gone', retryable = false} end }");
-        let err = v.call("app:f", &[]).unwrap_err();
+        let err = v.call("app:f", &[], None).unwrap_err();
         assert_eq!((err.kind.as_str(), err.retryable), ("NotFound", Some(false)));
         let mut v = vm("return { run = function() error('kaboom') end }");
-        let err = v.call("app:f", &[]).unwrap_err();
+        let err = v.call("app:f", &[], None).unwrap_err();
         assert_eq!(err.kind.as_str(), "Internal");
         assert!(err.message.contains("f.lua:1: kaboom"), "{}", err.message);
     }
@@ -200,21 +210,21 @@ mod tests {
     #[test]
     fn raised_error_objects_keep_their_kind() {
         let mut v = vm("return { run = function() error(errors.new{kind = errors.CONFLICT, message = 'taken'}) end }");
-        let err = v.call("app:f", &[]).unwrap_err();
+        let err = v.call("app:f", &[], None).unwrap_err();
         assert_eq!((err.kind.as_str(), err.message.as_str()), ("Conflict", "taken"));
     }
 
     #[test]
     fn calls_do_not_share_globals() {
         let mut v = vm("count = (count or 0) + 1 return { run = function() return count end }");
-        assert_eq!(v.call("app:f", &[]), Ok(Data::Json(json!(1))));
-        assert_eq!(v.call("app:f", &[]), Ok(Data::Json(json!(1))));
+        assert_eq!(v.call("app:f", &[], None), Ok(Data::Json(json!(1))));
+        assert_eq!(v.call("app:f", &[], None), Ok(Data::Json(json!(1))));
     }
 
     #[test]
     fn unknown_function_is_not_found() {
         let mut v = vm("return { run = function() end }");
-        let err = v.call("app:missing", &[]).unwrap_err();
+        let err = v.call("app:missing", &[], None).unwrap_err();
         assert_eq!(err.kind.as_str(), "NotFound");
     }
 }

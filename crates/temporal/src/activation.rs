@@ -13,13 +13,14 @@ use temporalio_common::protos::coresdk::workflow_activation::{
 };
 use temporalio_common::protos::coresdk::workflow_commands::{
     ActivityCancellationType, CancelTimer, CompleteWorkflowExecution, FailWorkflowExecution, QueryResult,
-    QuerySuccess, RequestCancelActivity, ScheduleActivity, StartTimer, query_result,
+    QuerySuccess, RequestCancelActivity, RequestCancelLocalActivity, ScheduleActivity, ScheduleLocalActivity,
+    StartTimer, query_result,
     workflow_command::Variant as CommandVariant,
 };
 use temporalio_common::protos::temporal::api::common::v1::RetryPolicy;
 
 use crate::failure::{from_proto, to_proto};
-use crate::payload::{from_payload, from_payloads, to_payload, to_payloads};
+use crate::payload::{context_from_headers, context_headers, from_payload, from_payloads, to_payload, to_payloads};
 
 /// What the worker knows about every run it hosts.
 #[derive(Debug, Clone)]
@@ -76,6 +77,7 @@ pub fn translate(activation: WorkflowActivation, context: &RunContext) -> (Trans
                     }
                 };
                 workflow_id = Some(init.workflow_id.clone());
+                let values = context_from_headers(&init.headers);
                 let parent = init.parent_workflow_info.as_ref();
                 jobs.push(Job::Initialize {
                     info: WorkflowInfo {
@@ -93,6 +95,7 @@ pub fn translate(activation: WorkflowActivation, context: &RunContext) -> (Trans
                     },
                     args,
                     randomness_seed: init.randomness_seed,
+                    context: values,
                 });
             }
             JobVariant::FireTimer(timer) => jobs.push(Job::FireTimer { seq: timer.seq }),
@@ -114,12 +117,14 @@ pub fn translate(activation: WorkflowActivation, context: &RunContext) -> (Trans
                             Failure::new(tempest_lua::failure::Kind::CANCELED, "activity canceled")
                         }),
                     ),
-                    Some(Resolution::Backoff(_)) => {
-                        return (
-                            Translated::TaskFailure("local activity backoff is not supported yet".into()),
-                            vec![],
-                        );
-                    }
+                    Some(Resolution::Backoff(backoff)) => ActivityOutcome::Backoff {
+                        attempt: backoff.attempt,
+                        backoff: backoff
+                            .backoff_duration
+                            .and_then(|d| Duration::try_from(d).ok())
+                            .unwrap_or(Duration::from_secs(1)),
+                        original_schedule_time: backoff.original_schedule_time.as_ref().map(|t| system_time(Some(t))),
+                    },
                     None => ActivityOutcome::Failed(Failure::internal("activity resolved without a status")),
                 };
                 jobs.push(Job::ResolveActivity { seq: resolve.seq, outcome });
@@ -179,8 +184,11 @@ fn retry_policy(policy: &LuaRetryPolicy) -> RetryPolicy {
     }
 }
 
-fn schedule_activity(seq: u32, activity_type: String, args: &[tempest_lua::convert::Data], options: &ActivityOptions, context: &RunContext) -> ScheduleActivity {
+fn schedule_activity(schedule: &tempest_lua::workflow::ScheduleActivity, context: &RunContext) -> ScheduleActivity {
+    let tempest_lua::workflow::ScheduleActivity { seq, activity_type, args, options, .. } = schedule;
+    let (seq, activity_type, options): (u32, String, &ActivityOptions) = (*seq, activity_type.clone(), options);
     ScheduleActivity {
+        headers: context_headers(schedule.context.as_ref()),
         seq,
         activity_id: options.activity_id.clone().unwrap_or_else(|| seq.to_string()),
         activity_type,
@@ -201,6 +209,29 @@ fn schedule_activity(seq: u32, activity_type: String, args: &[tempest_lua::conve
     }
 }
 
+fn schedule_local_activity(schedule: &tempest_lua::workflow::ScheduleActivity) -> ScheduleLocalActivity {
+    let options = &schedule.options;
+    ScheduleLocalActivity {
+        seq: schedule.seq,
+        activity_id: options.activity_id.clone().unwrap_or_else(|| schedule.seq.to_string()),
+        activity_type: schedule.activity_type.clone(),
+        attempt: schedule.attempt,
+        original_schedule_time: schedule.original_schedule_time.and_then(|t| t.try_into().ok()),
+        headers: context_headers(schedule.context.as_ref()),
+        arguments: to_payloads(&schedule.args),
+        schedule_to_close_timeout: options.schedule_to_close.and_then(proto_duration),
+        schedule_to_start_timeout: options.schedule_to_start.and_then(proto_duration),
+        start_to_close_timeout: options.start_to_close.and_then(proto_duration),
+        retry_policy: options.retry_policy.as_ref().map(retry_policy),
+        cancellation_type: if options.wait_for_cancellation {
+            ActivityCancellationType::WaitCancellationCompleted as i32
+        } else {
+            ActivityCancellationType::TryCancel as i32
+        },
+        ..Default::default()
+    }
+}
+
 /// The engine's commands as Core commands.
 pub fn commands(commands: Vec<Command>, context: &RunContext) -> Vec<CommandVariant> {
     commands
@@ -210,16 +241,14 @@ pub fn commands(commands: Vec<Command>, context: &RunContext) -> Vec<CommandVari
                 CommandVariant::StartTimer(StartTimer { seq, start_to_fire_timeout: proto_duration(duration) })
             }
             Command::CancelTimer { seq } => CommandVariant::CancelTimer(CancelTimer { seq }),
-            // Local activities run as regular activities until Tempest drives Core's local
-            // activity backoff protocol.
-            Command::ScheduleActivity(schedule) => CommandVariant::ScheduleActivity(schedule_activity(
-                schedule.seq,
-                schedule.activity_type,
-                &schedule.args,
-                &schedule.options,
-                context,
-            )),
-            Command::RequestCancelActivity { seq, .. } => {
+            Command::ScheduleActivity(schedule) if schedule.local => {
+                CommandVariant::ScheduleLocalActivity(schedule_local_activity(&schedule))
+            }
+            Command::ScheduleActivity(schedule) => CommandVariant::ScheduleActivity(schedule_activity(&schedule, context)),
+            Command::RequestCancelActivity { seq, local: true } => {
+                CommandVariant::RequestCancelLocalActivity(RequestCancelLocalActivity { seq })
+            }
+            Command::RequestCancelActivity { seq, local: false } => {
                 CommandVariant::RequestCancelActivity(RequestCancelActivity { seq })
             }
             Command::CompleteWorkflow(data) => {

@@ -13,14 +13,18 @@ use temporalio_common::protos::coresdk::activity_task::activity_task::Variant as
 use temporalio_sdk_core::{PollError, Worker};
 
 use crate::failure::to_proto;
-use crate::payload::{from_payloads, to_payload};
+use crate::payload::{context_from_headers, from_payloads, to_payload};
 
 thread_local! {
     /// Activity VMs of this blocking thread, by catalog (one catalog per worker).
     static VMS: RefCell<HashMap<usize, ActivityVm>> = RefCell::new(HashMap::new());
 }
 
-fn run_on_this_thread(catalog: &Arc<FunctionCatalog>, activity_type: &str, input: &[temporalio_common::protos::temporal::api::common::v1::Payload]) -> Result<tempest_lua::convert::Data, Failure> {
+fn run_on_this_thread(
+    catalog: &Arc<FunctionCatalog>,
+    start: &temporalio_common::protos::coresdk::activity_task::Start,
+) -> Result<tempest_lua::convert::Data, Failure> {
+    let activity_type = start.activity_type.as_str();
     if !catalog.contains(activity_type) {
         let mut known: Vec<&str> = catalog.ids().collect();
         known.sort_unstable();
@@ -30,7 +34,8 @@ fn run_on_this_thread(catalog: &Arc<FunctionCatalog>, activity_type: &str, input
         )
         .with_retryable(Some(false)));
     }
-    let args = from_payloads(input, "argument").map_err(Failure::invalid)?;
+    let args = from_payloads(&start.input, "argument").map_err(Failure::invalid)?;
+    let context = context_from_headers(&start.header_fields);
     let key = Arc::as_ptr(catalog) as usize;
     VMS.with(|vms| {
         let mut vms = vms.borrow_mut();
@@ -41,7 +46,7 @@ fn run_on_this_thread(catalog: &Arc<FunctionCatalog>, activity_type: &str, input
                     .map_err(|e| Failure::internal(format!("cannot start the activity Lua VM: {e}")))?,
             ),
         };
-        vm.call(activity_type, &args)
+        vm.call(activity_type, &args, context)
     })
 }
 
@@ -60,7 +65,7 @@ pub async fn poll_loop(worker: Arc<Worker>, catalog: Arc<FunctionCatalog>) -> Re
                 let catalog = catalog.clone();
                 tokio::spawn(async move {
                     let activity_type = start.activity_type.clone();
-                    let outcome = tokio::task::spawn_blocking(move || run_on_this_thread(&catalog, &start.activity_type, &start.input))
+                    let outcome = tokio::task::spawn_blocking(move || run_on_this_thread(&catalog, &start))
                         .await
                         .unwrap_or_else(|e| Err(Failure::internal(format!("activity thread panicked: {e}"))));
                     let result = match outcome {

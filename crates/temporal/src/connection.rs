@@ -98,6 +98,37 @@ pub fn options(client: &str, config: &ClientConfig, identity: &str) -> Result<Co
         .build())
 }
 
+/// Connects `config`, retrying unreachable servers with the client's lifecycle restart policy
+/// (exponential backoff with jitter; `max_attempts` 0 = forever). Configuration errors fail at once.
+pub async fn connect_with_retry(client: &str, config: &ClientConfig, identity: &str) -> Result<Connection, ConnectError> {
+    let policy = &config.lifecycle.restart;
+    let mut attempt: u32 = 0;
+    loop {
+        match connect(client, config, identity).await {
+            Ok(connection) => return Ok(connection),
+            Err(e @ ConnectError::Config { .. }) => return Err(e),
+            Err(e) => {
+                attempt += 1;
+                if policy.max_attempts > 0 && attempt >= policy.max_attempts {
+                    return Err(e);
+                }
+                let base = policy.initial_delay.as_secs_f64() * policy.backoff_factor.powi(attempt as i32 - 1);
+                let capped = base.min(policy.max_delay.as_secs_f64());
+                let jitter = 1.0 + policy.jitter * (rand_unit() * 2.0 - 1.0);
+                let delay = std::time::Duration::from_secs_f64((capped * jitter).max(0.0));
+                tracing::warn!("{e}; retrying in {delay:.1?} (attempt {attempt})");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// A value in [0, 1) for jitter; not security-relevant.
+fn rand_unit() -> f64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1_000_000) / 1_000_000.0
+}
+
 /// Connects `config`, bounded by its `connection_timeout`.
 pub async fn connect(client: &str, config: &ClientConfig, identity: &str) -> Result<Connection, ConnectError> {
     let options = options(client, config, identity)?;

@@ -85,7 +85,8 @@ pub async fn start(registry: &Registry) -> Result<Running, RunError> {
                     worker: id.to_string(),
                     message: format!("client `{}` not found", plan.client),
                 })?;
-                let connection = connection::connect(&plan.client.to_string(), client, &plan::identity(&plan.options)).await?;
+                let connection =
+                    connection::connect_with_retry(&plan.client.to_string(), client, &plan::identity(&plan.options)).await?;
                 tracing::info!(client = %plan.client, address = %client.address, "connected");
                 connections.insert(plan.client.clone(), connection.clone());
                 connection

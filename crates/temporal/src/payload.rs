@@ -61,6 +61,34 @@ pub fn from_payloads(payloads: &[Payload], what: &str) -> Result<Vec<Data>, Stri
         .collect()
 }
 
+/// The header that carries context values (`with_context`, `ctx.get`) between Temporal calls.
+pub const CONTEXT_HEADER: &str = "wippy-context";
+
+/// Context values from a `wippy-context` header; a malformed header is logged and ignored.
+pub fn context_from_headers(headers: &HashMap<String, Payload>) -> Option<serde_json::Map<String, serde_json::Value>> {
+    match from_payload(headers.get(CONTEXT_HEADER)?) {
+        Ok(Data::Json(serde_json::Value::Object(map))) => Some(map),
+        Ok(_) => {
+            tracing::warn!("ignoring a `{CONTEXT_HEADER}` header that is not a JSON object");
+            None
+        }
+        Err(e) => {
+            tracing::warn!("ignoring an unreadable `{CONTEXT_HEADER}` header: {e}");
+            None
+        }
+    }
+}
+
+/// A `wippy-context` header for `context`, or no headers when there is none.
+pub fn context_headers(context: Option<&serde_json::Map<String, serde_json::Value>>) -> HashMap<String, Payload> {
+    match context {
+        Some(map) if !map.is_empty() => {
+            HashMap::from([(CONTEXT_HEADER.to_owned(), to_payload(&Data::Json(serde_json::Value::Object(map.clone()))))])
+        }
+        _ => HashMap::new(),
+    }
+}
+
 /// The first payload of an optional `Payloads`, for results and failure details.
 pub fn first(payloads: Option<&Payloads>) -> Option<&Payload> {
     payloads.and_then(|p| p.payloads.first())

@@ -29,6 +29,11 @@ const ENTRIES: &str = r#"  - name: flow
     method: flaky
     modules: [errors]
     meta: {temporal: {activity: {worker: worker}}}
+  - name: whoami
+    kind: function.lua
+    source: "return { main = function() local ctx = require('ctx') local t = ctx.get('tenant') local _, e = ctx.get('missing') return { tenant = t, missing = e:kind() } end }"
+    modules: [ctx]
+    meta: {temporal: {activity: {worker: worker}}}
   - name: slow
     kind: function.lua
     source: file://acts.lua
@@ -98,6 +103,7 @@ local function main(input)
   out.errors = { describe(e1), describe(e2), describe(e3), describe(e4), describe(e5), describe(e6) }
   out.timeout_type = e5 and e5:details() and e5:details().timeout_type
   out.flaky_attempts_seen = e6 and e6:details() and e6:details()._retry_state
+  out.context = funcs.new():with_context({ tenant = "acme" }):call("app:whoami")
   return out
 end
 return { main = main }
@@ -125,6 +131,7 @@ async fn activities_sequential_concurrent_and_failures() {
     assert_eq!(result["timeout_type"], json!("StartToClose"));
     assert_eq!(errors[5]["message"], json!("always failing"));
     assert_eq!(result["flaky_attempts_seen"], json!("MaximumAttemptsReached"));
+    assert_eq!(result["context"], json!({"tenant": "acme", "missing": "NotFound"}));
     // The retried activity ran exactly three times: its last start is attempt 3.
     let history = common::history("activities-1").await;
     let flaky_attempts: Vec<i32> = history
@@ -138,4 +145,37 @@ async fn activities_sequential_concurrent_and_failures() {
         .collect();
     assert_eq!(flaky_attempts, vec![3], "only the retried activity has attempts > 1");
     assert_replays(&registry, "activities-1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_activities_run_as_local_activities() {
+    let entries = r#"  - name: flow
+    kind: workflow.lua
+    source: "local funcs = require('funcs') return { main = function(s) local a = funcs.call('app:shout', s) local b = funcs.call('app:shout', a .. '!') return b end }"
+    modules: [funcs]
+    meta: {temporal: {workflow: {worker: worker}}}
+  - name: shout
+    kind: function.lua
+    source: "return { main = function(s) return string.upper(s) end }"
+    meta: {temporal: {activity: {worker: worker, local: true}}}
+"#;
+    let project = Project::new("local", entries, &[]);
+    let registry = project.load();
+    let running = tempest_temporal::start(&registry).await.expect("start");
+    let result = execute("app:flow", &project.task_queue, "local-1", &["\"hey\""]).await;
+    running.shutdown().await;
+    assert_eq!(result, Ok(json!("HEY!")));
+    let history = common::history("local-1").await;
+    let markers = history
+        .events
+        .iter()
+        .filter(|e| matches!(e.attributes, Some(Attributes::MarkerRecordedEventAttributes(_))))
+        .count();
+    let scheduled = history
+        .events
+        .iter()
+        .filter(|e| matches!(e.attributes, Some(Attributes::ActivityTaskScheduledEventAttributes(_))))
+        .count();
+    assert_eq!((markers, scheduled), (2, 0), "local activities leave markers, not activity tasks");
+    assert_replays(&registry, "local-1").await;
 }

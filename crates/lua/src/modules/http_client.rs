@@ -833,7 +833,7 @@ mod tests {
             modules: vec!["http_client".into()],
         }]))
         .unwrap();
-        let result = vm.call("app:fetch", &[Data::Json(serde_json::json!(server.url))]);
+        let result = vm.call("app:fetch", &[Data::Json(serde_json::json!(server.url))], None);
         assert_eq!(
             result,
             Ok(Data::Json(

@@ -116,6 +116,49 @@ impl UserData for Future {
     }
 }
 
+/// Applies a local activity's backoff: a durable timer, after which the activity is scheduled
+/// again under a new sequence number (Core's local activity protocol).
+pub(crate) fn backoff_local_activity(
+    run: &mut RunCore,
+    seq: u32,
+    attempt: u32,
+    backoff: Duration,
+    original_schedule_time: Option<std::time::SystemTime>,
+) {
+    let Some(future) = run.activities.remove(&seq) else { return };
+    let timer = run.next_timer();
+    run.issue(Command::StartTimer { seq: timer, duration: backoff }, None);
+    run.timers.insert(timer, super::run::TimerTarget::LocalBackoff { future, attempt, original_schedule_time });
+}
+
+/// A local activity's backoff timer fired: schedule it again (or give up if it was cancelled).
+pub(crate) fn reschedule_local_activity(
+    lua: &Lua,
+    run: &mut RunCore,
+    future: Rc<RefCell<FutureState>>,
+    attempt: u32,
+    original_schedule_time: Option<std::time::SystemTime>,
+) -> mlua::Result<()> {
+    let (cancelled, template) = {
+        let state = future.borrow();
+        (state.cancel_requested, state.schedule.clone())
+    };
+    let Some(mut schedule) = template.filter(|_| !cancelled) else {
+        let seq = future.borrow().seq;
+        run.activities.insert(seq, future);
+        let canceled = Failure::new(crate::failure::Kind::CANCELED, "local activity canceled").with_retryable(Some(false));
+        return resolve_activity(lua, run, seq, Err(canceled));
+    };
+    let seq = run.next_activity();
+    schedule.seq = seq;
+    schedule.attempt = attempt;
+    schedule.original_schedule_time = original_schedule_time;
+    future.borrow_mut().seq = seq;
+    run.activities.insert(seq, future);
+    run.issue(Command::ScheduleActivity(Box::new(schedule)), None);
+    Ok(())
+}
+
 /// Applies a `ResolveActivity` job to the future it belongs to.
 pub(crate) fn resolve_activity(
     lua: &Lua,
@@ -252,7 +295,13 @@ fn options_table(options: Option<Table>) -> Result<BTreeMap<String, serde_json::
 }
 
 /// `funcs.async` / `funcs.call` / executor calls: schedule an activity, return its future.
-fn start_activity(lua: &Lua, options: Option<Table>, id: Value, args: MultiValue) -> mlua::Result<(Value, Value)> {
+fn start_activity(
+    lua: &Lua,
+    options: Option<Table>,
+    context: Option<Table>,
+    id: Value,
+    args: MultiValue,
+) -> mlua::Result<(Value, Value)> {
     let fail = |failure: Failure| -> mlua::Result<(Value, Value)> { Ok((Value::Nil, failure.push(lua)?)) };
     let id = match id {
         Value::String(s) if !s.as_bytes().is_empty() => s.to_string_lossy(),
@@ -290,21 +339,37 @@ fn start_activity(lua: &Lua, options: Option<Table>, id: Value, args: MultiValue
             }
         }
     }
+    let mut call_context = run.context.as_deref().cloned().unwrap_or_default();
+    if let Some(extra) = context {
+        match options_table(Some(extra)) {
+            Ok(values) => call_context.extend(values),
+            Err(failure) => return fail(failure.wrap("with_context")),
+        }
+    }
+    let context = (!call_context.is_empty()).then_some(call_context);
     let seq = run.next_activity();
     let channel = Channel::new(1);
     let channel_ud = lua.create_any_userdata(channel.clone())?;
+    let schedule = ScheduleActivity {
+        seq,
+        activity_type,
+        args: data,
+        options,
+        local,
+        context,
+        attempt: 1,
+        original_schedule_time: None,
+    };
     let state = Rc::new(RefCell::new(FutureState {
         seq,
         local,
         outcome: None,
         cancel_requested: false,
         channel: Some(channel),
+        schedule: local.then(|| schedule.clone()),
     }));
     run.activities.insert(seq, state.clone());
-    run.issue(
-        Command::ScheduleActivity(Box::new(ScheduleActivity { seq, activity_type, args: data, options, local })),
-        super::run::call_site(lua),
-    );
+    run.issue(Command::ScheduleActivity(Box::new(schedule)), super::run::call_site(lua));
     let future = lua.create_userdata(Future { state, channel_ud })?;
     Ok((Value::UserData(future), Value::Nil))
 }
@@ -313,8 +378,8 @@ fn start_activity(lua: &Lua, options: Option<Table>, id: Value, args: MultiValue
 pub(crate) fn register_primitives(lua: &Lua, primitives: &Table) -> mlua::Result<()> {
     primitives.raw_set(
         "activity",
-        lua.create_function(|lua, (options, id, args): (Option<Table>, Value, MultiValue)| {
-            start_activity(lua, options, id, args)
+        lua.create_function(|lua, (options, context, id, args): (Option<Table>, Option<Table>, Value, MultiValue)| {
+            start_activity(lua, options, context, id, args)
         })?,
     )?;
     primitives.raw_set(

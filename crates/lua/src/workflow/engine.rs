@@ -16,6 +16,10 @@ use crate::entropy::Entropy;
 use crate::failure::Failure;
 use crate::sandbox::{self, Sandbox};
 
+/// How much one activation may grow the Lua heap. A run that needs more fails its workflow task
+/// (and is evicted), instead of taking the whole worker's memory.
+pub const MEMORY_PER_ACTIVATION: usize = 64 * 1024 * 1024;
+
 /// How often (in VM instructions) the deadlock deadline is checked.
 const DEADLOCK_CHECK_INSTRUCTIONS: u32 = 10_000;
 
@@ -169,6 +173,7 @@ impl WorkflowEngine {
         self.lua.remove_app_data::<ActiveRun>();
         self.lua.remove_app_data::<Box<dyn Entropy>>();
         self.lua.remove_app_data::<Box<dyn crate::clock::WallClock>>();
+        self.lua.remove_app_data::<crate::modules::ctx::CallContext>();
         match result {
             Ok(completion) => completion,
             Err(e) => {
@@ -182,7 +187,7 @@ impl WorkflowEngine {
         let Activation { run_id, timestamp, is_replaying, history_length, history_size, jobs } = activation;
         let mut jobs = jobs.into_iter().peekable();
         if let Some(Job::Initialize { .. }) = jobs.peek()
-            && let Some(Job::Initialize { info, args, randomness_seed }) = jobs.next()
+            && let Some(Job::Initialize { info, args, randomness_seed, context }) = jobs.next()
         {
             let Some(definition) = self.definitions.get(&info.workflow_type).cloned() else {
                 let known: Vec<&str> = self.workflow_types().collect();
@@ -194,7 +199,7 @@ impl WorkflowEngine {
                     ),
                 }));
             };
-            let core = RunCore::new(
+            let mut core = RunCore::new(
                 info,
                 randomness_seed,
                 timestamp,
@@ -202,6 +207,7 @@ impl WorkflowEngine {
                 definition.modules.clone(),
                 self.activity_targets.clone(),
             );
+            core.context = context.map(Rc::new);
             let env = sandbox::run_environment(&self.lua, &self.env_meta)?;
             let run = Run { core: Rc::new(RefCell::new(core)), env, definition };
             self.start_main(&run, &args)?;
@@ -226,10 +232,15 @@ impl WorkflowEngine {
         self.lua.set_app_data(ActiveRun(core.clone()));
         self.lua.set_app_data::<Box<dyn Entropy>>(Box::new(RunEntropy(core.clone())));
         self.lua.set_app_data::<Box<dyn crate::clock::WallClock>>(Box::new(RunClock(now)));
+        self.lua.set_app_data(crate::modules::ctx::CallContext(core.borrow().context.clone()));
         for job in jobs {
             apply_job(&self.lua, &core, job)?;
         }
-        Ok(run_ready_tasks(&self.lua, &core))
+        let limit = self.lua.used_memory() + MEMORY_PER_ACTIVATION;
+        self.lua.set_memory_limit(limit)?;
+        let completion = run_ready_tasks(&self.lua, &core);
+        self.lua.set_memory_limit(0)?;
+        Ok(completion)
     }
 
     fn start_main(&self, run: &Run, args: &[crate::convert::Data]) -> mlua::Result<()> {
@@ -266,6 +277,10 @@ fn apply_job(lua: &Lua, core: &Rc<RefCell<RunCore>>, job: Job) -> mlua::Result<(
             let outcome = match outcome {
                 ActivityOutcome::Completed(data) => Ok(data),
                 ActivityOutcome::Failed(failure) | ActivityOutcome::Cancelled(failure) => Err(failure),
+                ActivityOutcome::Backoff { attempt, backoff, original_schedule_time } => {
+                    api::backoff_local_activity(&mut run, seq, attempt, backoff, original_schedule_time);
+                    return Ok(());
+                }
             };
             api::resolve_activity(lua, &mut run, seq, outcome)?;
         }
@@ -306,6 +321,14 @@ fn run_ready_tasks(lua: &Lua, core: &Rc<RefCell<RunCore>>) -> Completion {
             return Completion::Failed(TaskFailure::Deadlock { message });
         }
         match result {
+            Err(error) if is_memory_error(&error) => {
+                return Completion::Failed(TaskFailure::Other {
+                    message: format!(
+                        "workflow code exceeded its memory limit ({} MiB per activation): {error}",
+                        MEMORY_PER_ACTIVATION / (1024 * 1024)
+                    ),
+                });
+            }
             Err(error) => {
                 let mut failure = Failure::from_lua_error(&error);
                 if task != MAIN {
@@ -353,6 +376,16 @@ fn describe(command: &Command) -> String {
         Command::RequestCancelActivity { seq, .. } => format!("RequestCancelActivity seq {seq}"),
         Command::CompleteWorkflow(_) => "CompleteWorkflowExecution".into(),
         Command::FailWorkflow(_) => "FailWorkflowExecution".into(),
+    }
+}
+
+fn is_memory_error(error: &mlua::Error) -> bool {
+    match error {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => is_memory_error(cause),
+        mlua::Error::RuntimeError(message) => message.contains("not enough memory"),
+        mlua::Error::ExternalError(e) => e.to_string().contains("not enough memory"),
+        _ => false,
     }
 }
 
@@ -506,6 +539,7 @@ fn install_api(lua: &Lua, pid_host: &str) -> mlua::Result<(Function, Table)> {
     modules.raw_set("uuid", freeze("uuid", &crate::modules::uuid::register(lua)?)?)?;
     modules.raw_set("base64", freeze("base64", &crate::modules::base64::register(lua)?)?)?;
     modules.raw_set("hash", freeze("hash", &crate::modules::hash::register(lua)?)?)?;
+    modules.raw_set("ctx", freeze("ctx", &crate::modules::ctx::register(lua)?)?)?;
     modules.raw_set("crypto", freeze("crypto", &crate::modules::crypto::register(lua)?)?)?;
     modules.raw_set("yaml", freeze("yaml", &crate::modules::yaml::register(lua)?)?)?;
     globals.raw_set("require", require_function(lua, modules)?)?;

@@ -81,6 +81,8 @@ pub enum Job {
         info: WorkflowInfo,
         args: Vec<Data>,
         randomness_seed: u64,
+        /// Context values from the start request's `wippy-context` header.
+        context: Option<crate::modules::ctx::ContextMap>,
     },
     FireTimer {
         seq: u32,
@@ -106,6 +108,9 @@ pub enum ActivityOutcome {
     Completed(Data),
     Failed(Failure),
     Cancelled(Failure),
+    /// A local activity failed and will be retried: wait `backoff` (a durable timer), then
+    /// schedule it again as `attempt`.
+    Backoff { attempt: u32, backoff: Duration, original_schedule_time: Option<SystemTime> },
 }
 
 /// Options of one activity call, validated.
@@ -131,13 +136,19 @@ pub struct RetryPolicy {
     pub non_retryable_error_types: Vec<String>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ScheduleActivity {
     pub seq: u32,
     pub activity_type: String,
     pub args: Vec<Data>,
     pub options: ActivityOptions,
     pub local: bool,
+    /// Local activities only: the attempt this schedule is (1 first, more after a backoff)
+    /// and when the first attempt was scheduled.
+    pub attempt: u32,
+    pub original_schedule_time: Option<SystemTime>,
+    /// Context for the activity: the run's, overlaid with the caller's `with_context` values.
+    pub context: Option<crate::modules::ctx::ContextMap>,
 }
 
 /// A command for the server, in the order the Lua code issued it.

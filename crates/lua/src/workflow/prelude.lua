@@ -91,8 +91,8 @@ local function await(future)
   return P.future_values(future)
 end
 
-local function call(options, id, ...)
-  local future, err = P.activity(options, id, ...)
+local function call(options, context, id, ...)
+  local future, err = P.activity(options, context, id, ...)
   if not future then return nil, err end
   return await(future)
 end
@@ -117,12 +117,12 @@ function Executor:with_context(values)
   return setmetatable({ options = self.options, context = merged(self.context, values) }, Executor)
 end
 
-function Executor:call(id, ...) return call(self.options, id, ...) end
-function Executor:async(id, ...) return P.activity(self.options, id, ...) end
+function Executor:call(id, ...) return call(self.options, self.context, id, ...) end
+function Executor:async(id, ...) return P.activity(self.options, self.context, id, ...) end
 
 M.funcs = {
-  call = function(id, ...) return call(nil, id, ...) end,
-  async = function(id, ...) return P.activity(nil, id, ...) end,
+  call = function(id, ...) return call(nil, nil, id, ...) end,
+  async = function(id, ...) return P.activity(nil, nil, id, ...) end,
   new = function() return setmetatable({ options = {}, context = {} }, Executor) end,
 }
 

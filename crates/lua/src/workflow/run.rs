@@ -61,6 +61,8 @@ pub(crate) struct FutureState {
     pub(crate) outcome: Option<Result<crate::convert::Data, Failure>>,
     pub(crate) cancel_requested: bool,
     pub(crate) channel: Option<Channel>,
+    /// Local activities: the schedule to issue again after a backoff.
+    pub(crate) schedule: Option<super::ScheduleActivity>,
 }
 
 /// What a fired timer feeds.
@@ -69,6 +71,8 @@ pub(crate) enum TimerTarget {
     Once(Channel),
     /// `time.ticker`: deliver and re-arm with the same period (nanoseconds).
     Ticker { channel: Channel, period: std::time::Duration, ticker: Rc<RefCell<TickerState>> },
+    /// A local activity's backoff: when it fires, schedule the activity again.
+    LocalBackoff { future: Rc<RefCell<FutureState>>, attempt: u32, original_schedule_time: Option<SystemTime> },
 }
 
 #[derive(Debug, Default)]
@@ -120,6 +124,8 @@ pub(crate) struct RunCore {
     pub(crate) entry_id: Rc<str>,
     pub(crate) activity_targets: Rc<HashMap<String, ActivityTarget>>,
     pub(crate) namespace_of_entry: Rc<str>,
+    /// Context values the run was started with.
+    pub(crate) context: Option<Rc<crate::modules::ctx::ContextMap>>,
 }
 
 impl RunCore {
@@ -163,6 +169,7 @@ impl RunCore {
             entry_id,
             activity_targets,
             namespace_of_entry,
+            context: None,
         }
     }
 

@@ -47,6 +47,7 @@ fn start(args: Vec<serde_json::Value>) -> Activation {
         info: WorkflowInfo { workflow_id: "wf-1".into(), run_id: "run-1".into(), workflow_type: "test:wf".into(), ..Default::default() },
         args: args.into_iter().map(Data::Json).collect(),
         randomness_seed: 7,
+        context: None,
     }])
 }
 
@@ -347,4 +348,55 @@ fn raised_error_object_keeps_its_kind() {
     let mut e = engine("return { main = function() error(errors.new{kind = errors.CONFLICT, message = 'dup', retryable = false}) end }");
     let cmds = commands(e.activate(start(vec![])));
     assert!(matches!(&cmds[..], [Command::FailWorkflow(f)] if f.kind.as_str() == "Conflict" && f.message == "dup"));
+}
+
+#[test]
+fn runaway_memory_fails_the_task_not_the_worker() {
+    let mut e = engine("return { main = function() local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(1000000) .. i end end }");
+    match e.activate(start(vec![])) {
+        Completion::Failed(TaskFailure::Other { message }) => assert!(message.contains("memory limit"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+    // The engine still runs other workflows.
+    let mut second = start(vec![]);
+    second.run_id = "run-2".into();
+    let mut ok = engine("return { main = function() return 'fine' end }");
+    assert_eq!(completed(&commands(ok.activate(second))), json!("fine"));
+}
+
+#[test]
+fn local_activity_backoff_reschedules_after_a_timer() {
+    let mut activities = std::collections::HashMap::new();
+    activities.insert(
+        "test:quick".to_owned(),
+        ActivityTarget { type_name: "test:quick".into(), local: true, ..Default::default() },
+    );
+    let mut e = WorkflowEngine::new(EngineConfig {
+        workflows: vec![WorkflowCode {
+            type_name: "test:wf".into(),
+            entry_id: "test:wf".into(),
+            chunk_name: "wf.lua".into(),
+            source: "local funcs = require('funcs') return { main = function() return funcs.call('quick', 1) end }".into(),
+            method: "main".into(),
+            modules: vec!["funcs".into()],
+        }],
+        activities,
+        deadlock_timeout: Duration::from_secs(1),
+        pid_host: "c@w".into(),
+    })
+    .unwrap();
+    let cmds = commands(e.activate(start(vec![])));
+    assert!(matches!(&cmds[..], [Command::ScheduleActivity(s)] if s.local && s.seq == 1 && s.attempt == 1));
+    let cmds = commands(e.activate(activation(vec![Job::ResolveActivity {
+        seq: 1,
+        outcome: ActivityOutcome::Backoff { attempt: 2, backoff: Duration::from_secs(3), original_schedule_time: Some(at(5)) },
+    }])));
+    assert!(matches!(&cmds[..], [Command::StartTimer { seq: 1, duration }] if *duration == Duration::from_secs(3)));
+    let cmds = commands(e.activate(activation(vec![Job::FireTimer { seq: 1 }])));
+    assert!(
+        matches!(&cmds[..], [Command::ScheduleActivity(s)] if s.local && s.seq == 2 && s.attempt == 2 && s.original_schedule_time == Some(at(5))),
+        "{cmds:?}"
+    );
+    let cmds = commands(e.activate(resolve(2, json!("done"))));
+    assert_eq!(completed(&cmds), json!("done"));
 }

@@ -41,6 +41,9 @@ pub(crate) fn fire(lua: &Lua, run: &mut RunCore, seq: u32) -> mlua::Result<()> {
         TimerTarget::Once(channel) => {
             channel.push(run, Value::UserData(now));
         }
+        TimerTarget::LocalBackoff { future, attempt, original_schedule_time } => {
+            super::api::reschedule_local_activity(lua, run, future, attempt, original_schedule_time)?;
+        }
         TimerTarget::Ticker { channel, period, ticker } => {
             channel.push(run, Value::UserData(now));
             if !ticker.borrow().stopped {
