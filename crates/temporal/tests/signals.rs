@@ -88,3 +88,39 @@ async fn signals_reach_listen_inbox_and_burst_in_order() {
         assert_replays(&registry, id).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancellation_arrives_as_an_event_and_the_workflow_decides() {
+    let entries = r#"  - name: cancellable
+    kind: workflow.lua
+    source: file://cancellable.lua
+    modules: [time]
+    meta: {temporal: {workflow: {worker: worker}}}
+"#;
+    let code = r#"
+local time = require("time")
+return { main = function()
+  local events = process.events()
+  local timeout = time.after("1h")
+  local r = channel.select({ events:case_receive(), timeout:case_receive() })
+  if r.channel == events then
+    return { status = "canceled", kind = r.value.kind, is_cancel = r.value.kind == process.event.CANCEL }
+  end
+  return { status = "timed out" }
+end }
+"#;
+    let project = Project::new("cancel", entries, &[("cancellable.lua", code)]);
+    let registry = project.load();
+    let running = tempest_temporal::start(&registry).await.expect("start");
+    start_workflow("app:cancellable", &project.task_queue, "cancel-1", &[]).await;
+    let started = tempest_testkit::wait_until_async(Duration::from_secs(30), Duration::from_millis(100), || async {
+        common::history("cancel-1").await.events.len() >= 4
+    })
+    .await;
+    assert!(started.is_ok(), "the workflow never ran its first task");
+    tempest_testkit::temporal_cli_async(["workflow", "cancel", "--workflow-id", "cancel-1"]).await.expect_success();
+    let result = wait_result("cancel-1", Duration::from_secs(30)).await;
+    running.shutdown().await;
+    assert_eq!(result, Ok(json!({"status": "canceled", "kind": "pid.cancel", "is_cancel": true})));
+    assert_replays(&registry, "cancel-1").await;
+}
