@@ -89,8 +89,21 @@ fn explaining_table(lua: &Lua, name: &str, where_: &str, why: &str) -> mlua::Res
     Ok(table)
 }
 
-/// Returns a read-only view of `table`: reads and `pairs` see the original, writes raise.
+/// Returns a read-only view of `table`: reads and `pairs` see the original, writes raise. Nested
+/// plain tables (`crypto.random`) are frozen too, so no part of a shared module can be changed.
 pub fn freeze(lua: &Lua, name: &str, table: &Table) -> mlua::Result<Table> {
+    let mut nested = Vec::new();
+    for pair in table.pairs::<Value, Value>() {
+        let (key, value) = pair?;
+        if let (Value::String(key), Value::Table(inner)) = (&key, &value)
+            && inner.metatable().is_none()
+        {
+            nested.push((key.to_string_lossy(), inner.clone()));
+        }
+    }
+    for (key, inner) in nested {
+        table.raw_set(key.as_str(), freeze(lua, &format!("{name}.{key}"), &inner)?)?;
+    }
     let proxy = lua.create_table()?;
     let meta = lua.create_table()?;
     meta.raw_set("__index", table)?;
@@ -180,6 +193,11 @@ mod tests {
         assert!(err.contains("mod is read-only"), "{err}");
         let n: i64 = lua.load("local n = 0 for k, v in pairs(m) do n = n + v end return n").eval().unwrap();
         assert_eq!(n, 1);
+        t.set("sub", lua.create_table().unwrap()).unwrap();
+        let deep = freeze(&lua, "mod", &t).unwrap();
+        lua.globals().set("d", deep).unwrap();
+        let err = lua.load("d.sub.x = 1").exec().unwrap_err().to_string();
+        assert!(err.contains("mod.sub is read-only"), "{err}");
     }
 
     #[test]
