@@ -137,20 +137,13 @@ pub fn translate(activation: WorkflowActivation, context: &RunContext) -> (Trans
             },
             JobVariant::CancelWorkflow(cancel) => jobs.push(Job::Cancel { reason: cancel.reason }),
             JobVariant::NotifyHasPatch(_) => {}
-            JobVariant::QueryWorkflow(query) => {
-                let answer = match query.query_type.as_str() {
-                    "pid" | "state" => query_result::Variant::Succeeded(QuerySuccess {
-                        response: Some(to_payload(&tempest_lua::convert::Data::Json(serde_json::json!({})))),
-                    }),
-                    other => query_result::Variant::Failed(to_proto(&Failure::invalid(format!(
-                        "unknown query type `{other}`"
-                    )))),
-                };
-                query_answers.push(CommandVariant::RespondToQuery(QueryResult {
+            JobVariant::QueryWorkflow(query) => match from_payloads(&query.arguments, "query argument") {
+                Ok(args) => jobs.push(Job::Query { query_id: query.query_id, name: query.query_type, args }),
+                Err(message) => query_answers.push(CommandVariant::RespondToQuery(QueryResult {
                     query_id: query.query_id,
-                    variant: Some(answer),
-                }));
-            }
+                    variant: Some(query_result::Variant::Failed(to_proto(&Failure::invalid(message)))),
+                })),
+            },
             other => {
                 return (
                     Translated::TaskFailure(format!("activation job not supported by Tempest yet: {other}")),
@@ -257,6 +250,13 @@ pub fn commands(commands: Vec<Command>, context: &RunContext) -> Vec<CommandVari
             Command::FailWorkflow(failure) => {
                 CommandVariant::FailWorkflowExecution(FailWorkflowExecution { failure: Some(to_proto(&failure)) })
             }
+            Command::RespondToQuery { query_id, result } => CommandVariant::RespondToQuery(QueryResult {
+                query_id,
+                variant: Some(match result {
+                    Ok(data) => query_result::Variant::Succeeded(QuerySuccess { response: Some(to_payload(&data)) }),
+                    Err(failure) => query_result::Variant::Failed(to_proto(&failure)),
+                }),
+            }),
         })
         .collect()
 }

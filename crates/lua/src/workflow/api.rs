@@ -404,15 +404,8 @@ pub(crate) fn register_primitives(lua: &Lua, primitives: &Table) -> mlua::Result
 /// The `process` global of workflows.
 pub(crate) fn process_module(lua: &Lua, pid_host: &str) -> mlua::Result<Table> {
     let module = lua.create_table()?;
-    let host = pid_host.to_owned();
-    module.raw_set(
-        "pid",
-        lua.create_function(move |lua, ()| {
-            let run = active_run(lua)?;
-            let id = run.borrow().info.workflow_id.clone();
-            Ok(format!("{{{host}|{id}}}"))
-        })?,
-    )?;
+    let _ = pid_host;
+    module.raw_set("pid", lua.create_function(|lua, ()| Ok(active_run(lua)?.borrow().pid()))?)?;
     module.raw_set(
         "listen",
         lua.create_function(|lua, (topic, options): (String, Option<Table>)| {
@@ -548,6 +541,16 @@ pub(crate) fn workflow_module(lua: &Lua) -> mlua::Result<Table> {
     module.raw_set(
         "history_size",
         lua.create_function(|lua, ()| Ok(active_run(lua)?.borrow().history_size))?,
+    )?;
+    module.raw_set(
+        "on_query",
+        lua.create_function(|lua, (name, handler): (String, mlua::Function)| {
+            if name.is_empty() || name.starts_with("__") || name == "pid" || name == "state" {
+                return Ok((Value::Nil, Failure::invalid(format!("query name `{name}` is reserved or empty")).push(lua)?));
+            }
+            active_run(lua)?.borrow_mut().query_handlers.insert(name, handler);
+            Ok((Value::Boolean(true), Value::Nil))
+        })?,
     )?;
     for name in ["exec", "version", "attrs"] {
         let message = format!("workflow.{name} is not supported yet");

@@ -120,6 +120,7 @@ pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<()> {
                 return Ok(MultiValue::from_vec(vec![Value::Boolean(false)]));
             }
             park_receiver(&channel, &mut run)?;
+            run.note_park(lua);
             Ok(MultiValue::new())
         })?,
     )?;
@@ -153,7 +154,7 @@ pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<()> {
             let channel = channel_of(&ud)?;
             let ticket = ticket as u64;
             let run = active_run(lua)?;
-            let run = run.borrow();
+            let mut run = run.borrow_mut();
             let mut state = channel.0.borrow_mut();
             if state.taken.remove(&ticket) {
                 return Ok(true);
@@ -164,6 +165,8 @@ pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<()> {
             }
             let task = run.current_task()?;
             state.senders.push(task);
+            drop(state);
+            run.note_park(lua);
             Ok(false)
         })?,
     )?;
@@ -249,6 +252,7 @@ fn try_select(lua: &Lua, cases: &Table, has_default: bool) -> mlua::Result<Multi
             state.receivers.push(task);
         }
     }
+    run.note_park(lua);
     // Parked select receivers let select senders elsewhere proceed.
     for (_, channel, send, _) in &parsed {
         if !*send && channel.has_receivers() {

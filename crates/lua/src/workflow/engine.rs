@@ -66,6 +66,7 @@ pub struct WorkflowEngine {
     env_meta: Table,
     deadlock_timeout: Duration,
     activity_targets: Rc<HashMap<String, ActivityTarget>>,
+    pid_host: Rc<str>,
 }
 
 impl std::fmt::Debug for WorkflowEngine {
@@ -134,6 +135,7 @@ impl WorkflowEngine {
             env_meta,
             deadlock_timeout,
             activity_targets: Rc::new(config.activities),
+            pid_host: config.pid_host.as_str().into(),
         })
     }
 
@@ -208,6 +210,7 @@ impl WorkflowEngine {
                 self.activity_targets.clone(),
             );
             core.context = context.map(Rc::new);
+            core.pid_host = self.pid_host.clone();
             let env = sandbox::run_environment(&self.lua, &self.env_meta)?;
             let run = Run { core: Rc::new(RefCell::new(core)), env, definition };
             self.start_main(&run, &args)?;
@@ -233,12 +236,22 @@ impl WorkflowEngine {
         self.lua.set_app_data::<Box<dyn Entropy>>(Box::new(RunEntropy(core.clone())));
         self.lua.set_app_data::<Box<dyn crate::clock::WallClock>>(Box::new(RunClock(now)));
         self.lua.set_app_data(crate::modules::ctx::CallContext(core.borrow().context.clone()));
+        let mut queries = Vec::new();
         for job in jobs {
-            apply_job(&self.lua, &core, job)?;
+            match job {
+                Job::Query { query_id, name, args } => queries.push((query_id, name, args)),
+                job => apply_job(&self.lua, &core, job)?,
+            }
         }
         let limit = self.lua.used_memory() + MEMORY_PER_ACTIVATION;
         self.lua.set_memory_limit(limit)?;
-        let completion = run_ready_tasks(&self.lua, &core);
+        let mut completion = run_ready_tasks(&self.lua, &core);
+        if let Completion::Commands(commands) = &mut completion {
+            for (query_id, name, args) in queries {
+                let result = super::query::answer(&self.lua, &core, &name, &args);
+                commands.push(Command::RespondToQuery { query_id, result });
+            }
+        }
         self.lua.set_memory_limit(0)?;
         Ok(completion)
     }
@@ -287,6 +300,7 @@ fn apply_job(lua: &Lua, core: &Rc<RefCell<RunCore>>, job: Job) -> mlua::Result<(
         Job::Signal { name, args } => run.deliver_signal(lua, name, args)?,
         Job::Cancel { reason } => api::deliver_cancel(lua, &mut run, reason)?,
         Job::UpdateRandomSeed { seed } => run.rng = super::random::DeterministicRng::new(seed),
+        Job::Query { .. } => {}
     }
     Ok(())
 }
@@ -376,6 +390,7 @@ fn describe(command: &Command) -> String {
         Command::RequestCancelActivity { seq, .. } => format!("RequestCancelActivity seq {seq}"),
         Command::CompleteWorkflow(_) => "CompleteWorkflowExecution".into(),
         Command::FailWorkflow(_) => "FailWorkflowExecution".into(),
+        Command::RespondToQuery { query_id, .. } => format!("RespondToQuery {query_id}"),
     }
 }
 
@@ -409,7 +424,7 @@ fn finish(_lua: &Lua, core: &Rc<RefCell<RunCore>>, outcome: Result<crate::conver
     run.issue(command, None);
 }
 
-fn install_deadlock_hook(thread: &Thread) -> mlua::Result<()> {
+pub(crate) fn install_deadlock_hook(thread: &Thread) -> mlua::Result<()> {
     thread.set_hook(HookTriggers::new().every_nth_instruction(DEADLOCK_CHECK_INSTRUCTIONS), move |lua, _| {
         let Some(active) = lua.app_data_ref::<ActiveRun>() else { return Ok(VmState::Continue) };
         let Ok(mut core) = active.0.try_borrow_mut() else { return Ok(VmState::Continue) };

@@ -8,6 +8,7 @@
 mod api;
 mod channel;
 mod engine;
+mod query;
 mod random;
 mod run;
 mod time_api;
@@ -101,6 +102,12 @@ pub enum Job {
     UpdateRandomSeed {
         seed: u64,
     },
+    /// A query: answered after the other jobs, without changing the run.
+    Query {
+        query_id: String,
+        name: String,
+        args: Vec<Data>,
+    },
 }
 
 #[derive(Debug)]
@@ -160,6 +167,8 @@ pub enum Command {
     RequestCancelActivity { seq: u32, local: bool },
     CompleteWorkflow(Data),
     FailWorkflow(Failure),
+    /// The answer to a query; a failure fails the query, not the workflow.
+    RespondToQuery { query_id: String, result: Result<Data, Failure> },
 }
 
 /// Why an activation could not produce commands; the workflow task fails and is retried.

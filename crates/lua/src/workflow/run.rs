@@ -124,6 +124,12 @@ pub(crate) struct RunCore {
     pub(crate) entry_id: Rc<str>,
     pub(crate) activity_targets: Rc<HashMap<String, ActivityTarget>>,
     pub(crate) namespace_of_entry: Rc<str>,
+    /// Handlers registered with `workflow.on_query`.
+    pub(crate) query_handlers: HashMap<String, mlua::Function>,
+    /// Where each blocked task is waiting (its Lua traceback when it last parked).
+    pub(crate) park_traces: HashMap<TaskId, String>,
+    /// `client@worker`, the host part of this run's PID.
+    pub(crate) pid_host: Rc<str>,
     /// Context values the run was started with.
     pub(crate) context: Option<Rc<crate::modules::ctx::ContextMap>>,
 }
@@ -170,6 +176,9 @@ impl RunCore {
             activity_targets,
             namespace_of_entry,
             context: None,
+            query_handlers: HashMap::new(),
+            park_traces: HashMap::new(),
+            pid_host: Rc::from(""),
         }
     }
 
@@ -223,6 +232,24 @@ impl RunCore {
         if let Some(slot) = self.tasks.get_mut(task) {
             *slot = None;
         }
+        self.park_traces.remove(&task);
+    }
+
+    /// Records where the running task blocks, for the `__stack_trace` query.
+    pub(crate) fn note_park(&mut self, lua: &Lua) {
+        if let (Some(task), Ok(trace)) = (self.current, lua.traceback(None, 1)) {
+            let trace = trace.to_string_lossy();
+            let lines: Vec<&str> = trace
+                .lines()
+                .filter(|line| !line.contains("[C]") && !line.contains("tempest:") && !line.contains("[tempest"))
+                .collect();
+            self.park_traces.insert(task, lines.join("\n"));
+        }
+    }
+
+    /// The PID of this run: `{client@worker|workflow_id}`.
+    pub(crate) fn pid(&self) -> String {
+        format!("{{{}|{}}}", self.pid_host, self.info.workflow_id)
     }
 
     pub(crate) fn current_task(&self) -> mlua::Result<TaskId> {

@@ -400,3 +400,48 @@ fn local_activity_backoff_reschedules_after_a_timer() {
     let cmds = commands(e.activate(resolve(2, json!("done"))));
     assert_eq!(completed(&cmds), json!("done"));
 }
+
+fn query(name: &str) -> Activation {
+    activation(vec![Job::Query { query_id: "q1".into(), name: name.into(), args: vec![] }])
+}
+
+fn query_answer(completion: Completion) -> Result<Data, Failure> {
+    match commands(completion).pop() {
+        Some(Command::RespondToQuery { query_id, result }) if query_id == "q1" => result,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn queries_answer_without_changing_the_run() {
+    let mut e = engine(
+        r#"
+        local workflow = require("workflow")
+        local funcs = require("funcs")
+        return { main = function()
+          local count = 0
+          workflow.on_query("count", function() return count end)
+          workflow.on_query("sneaky", function() return funcs.call("act") end)
+          local ch = process.listen("tick")
+          while true do
+            ch:receive()
+            count = count + 1
+            if count == 2 then return funcs.call("act") end
+          end
+        end }
+        "#,
+    );
+    commands(e.activate(start(vec![])));
+    commands(e.activate(activation(vec![Job::Signal { name: "tick".into(), args: vec![] }])));
+    assert_eq!(query_answer(e.activate(query("count"))), Ok(Data::Json(json!(1))));
+    let trace = query_answer(e.activate(query("__stack_trace")));
+    assert!(matches!(&trace, Ok(Data::Json(serde_json::Value::String(t))) if t.contains("main:") && t.contains("wf.lua:")), "{trace:?}");
+    assert_eq!(query_answer(e.activate(query("pid"))), Ok(Data::Json(json!("{app:client@app:worker|wf-1}"))));
+    let sneaky = query_answer(e.activate(query("sneaky"))).unwrap_err();
+    assert!(sneaky.message.contains("sneaky"), "{}", sneaky.message);
+    let unknown = query_answer(e.activate(query("nope"))).unwrap_err();
+    assert!(unknown.message.contains("unknown query type `nope`"), "{}", unknown.message);
+    // The sneaky query's activity left no trace: the real call is still seq 1.
+    let cmds = commands(e.activate(activation(vec![Job::Signal { name: "tick".into(), args: vec![] }])));
+    assert!(matches!(&cmds[..], [Command::ScheduleActivity(s)] if s.seq == 1), "{cmds:?}");
+}

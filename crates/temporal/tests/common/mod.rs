@@ -174,7 +174,7 @@ pub async fn signal_many(workflow_id: &str, name: &str, inputs: &[serde_json::Va
             signal_name: name.into(),
             input: json_payloads(std::slice::from_ref(input)),
             identity: "tests".into(),
-            request_id: format!("{workflow_id}-{name}-{i}"),
+            request_id: format!("{workflow_id}-{name}-{i}-{}", tempest_testkit::unique_task_queue("signal")),
             ..Default::default()
         };
         WorkflowService::signal_workflow_execution(&mut connection, request.into_request()).await.expect("signal");
