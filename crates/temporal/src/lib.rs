@@ -10,6 +10,7 @@ mod connection;
 mod failure;
 mod payload;
 mod plan;
+pub mod history_file;
 pub mod replay;
 mod workflows;
 
