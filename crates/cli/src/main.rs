@@ -4,6 +4,7 @@
 mod check;
 mod logging;
 mod lua_checks;
+mod replay;
 mod run;
 
 use std::path::PathBuf;
@@ -85,7 +86,7 @@ fn main() -> ExitCode {
         Command::Run { dir } => run::run(&dir),
         Command::Dev { dir } => run::dev(&dir),
         Command::Exec { .. } => not_implemented("exec"),
-        Command::Replay { .. } => not_implemented("replay"),
+        Command::Replay { dir, histories } => replay::run(&dir, &histories),
     }
 }
 
