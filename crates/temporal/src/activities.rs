@@ -14,6 +14,7 @@ use temporalio_sdk_core::{PollError, Worker};
 
 use crate::failure::to_proto;
 use crate::payload::{context_from_headers, from_payloads, to_payload};
+use crate::stats::LuaStats;
 
 thread_local! {
     /// Activity VMs of this blocking thread, by catalog (one catalog per worker).
@@ -51,7 +52,7 @@ fn run_on_this_thread(
 }
 
 /// Polls activity tasks until Core reports shutdown.
-pub async fn poll_loop(worker: Arc<Worker>, catalog: Arc<FunctionCatalog>) -> Result<(), PollError> {
+pub async fn poll_loop(worker: Arc<Worker>, catalog: Arc<FunctionCatalog>, stats: Arc<LuaStats>) -> Result<(), PollError> {
     loop {
         let task = match worker.poll_activity_task().await {
             Ok(task) => task,
@@ -63,9 +64,15 @@ pub async fn poll_loop(worker: Arc<Worker>, catalog: Arc<FunctionCatalog>) -> Re
             Some(TaskVariant::Start(start)) => {
                 let worker = worker.clone();
                 let catalog = catalog.clone();
+                let stats = stats.clone();
                 tokio::spawn(async move {
                     let activity_type = start.activity_type.clone();
-                    let outcome = tokio::task::spawn_blocking(move || run_on_this_thread(&catalog, &start))
+                    let outcome = tokio::task::spawn_blocking(move || {
+                        let began = std::time::Instant::now();
+                        let outcome = run_on_this_thread(&catalog, &start);
+                        stats.record_activity(began.elapsed());
+                        outcome
+                    })
                         .await
                         .unwrap_or_else(|e| Err(Failure::internal(format!("activity thread panicked: {e}"))));
                     let result = match outcome {

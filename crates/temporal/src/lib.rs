@@ -10,6 +10,7 @@ mod connection;
 mod failure;
 mod payload;
 mod plan;
+mod stats;
 pub mod history_file;
 pub mod replay;
 mod workflows;
@@ -44,6 +45,7 @@ pub enum RunError {
 
 struct RunningWorker {
     id: EntryId,
+    stats: Arc<stats::LuaStats>,
     worker: Arc<Worker>,
     loops: Vec<JoinHandle<Result<(), temporalio_sdk_core::PollError>>>,
 }
@@ -106,8 +108,9 @@ async fn start_worker(core: &CoreRuntime, mut plan: WorkerPlan, connection: Conn
         plan.options.local_activity_worker_only = false;
     }
     let context = RunContext { namespace: plan.namespace.clone(), task_queue: plan.task_queue.clone() };
+    let stats = Arc::new(stats::LuaStats::default());
     let host = if plan.has_workflows() {
-        Some(WorkflowHost::start(plan.id.name(), plan.engine.clone(), context).map_err(worker_error)?)
+        Some(WorkflowHost::start(plan.id.name(), plan.engine.clone(), context, stats.clone()).map_err(worker_error)?)
     } else {
         None
     };
@@ -119,7 +122,7 @@ async fn start_worker(core: &CoreRuntime, mut plan: WorkerPlan, connection: Conn
         loops.push(tokio::spawn(workflows::poll_loop(worker.clone(), host)));
     }
     if !plan.options.local_activity_worker_only {
-        loops.push(tokio::spawn(activities::poll_loop(worker.clone(), plan.catalog())));
+        loops.push(tokio::spawn(activities::poll_loop(worker.clone(), plan.catalog(), stats.clone())));
     }
     tracing::info!(
         worker = %plan.id,
@@ -128,7 +131,7 @@ async fn start_worker(core: &CoreRuntime, mut plan: WorkerPlan, connection: Conn
         activities = plan.functions.len(),
         "worker started"
     );
-    Ok(RunningWorker { id: plan.id, worker, loops })
+    Ok(RunningWorker { id: plan.id, stats, worker, loops })
 }
 
 impl Running {
@@ -150,7 +153,15 @@ impl Running {
                 Ok(worker) => worker.finalize_shutdown().await,
                 Err(_) => tracing::warn!(worker = %running.id, "worker still referenced after shutdown"),
             }
-            tracing::info!(worker = %running.id, "worker stopped");
+            let (activations, workflow_time, calls, activity_time) = running.stats.snapshot();
+            tracing::info!(
+                worker = %running.id,
+                activations,
+                workflow_lua_ms = workflow_time.as_secs_f64() * 1e3,
+                activity_calls = calls,
+                activity_lua_ms = activity_time.as_secs_f64() * 1e3,
+                "worker stopped"
+            );
         }
     }
 }

@@ -39,7 +39,7 @@ pub async fn replay(
     histories: Vec<(String, History)>,
 ) -> Result<Vec<ReplayFailure>, ReplayError> {
     let context = RunContext { namespace: "replay".into(), task_queue: "replay".into() };
-    let host = WorkflowHost::start("replay", engine, context).map_err(ReplayError::Start)?;
+    let host = WorkflowHost::start("replay", engine, context, Default::default()).map_err(ReplayError::Start)?;
     let config = WorkerConfig::builder()
         .namespace("replay")
         .task_queue("replay")

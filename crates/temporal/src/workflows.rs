@@ -14,6 +14,7 @@ use temporalio_sdk_core::{PollError, Worker};
 use tokio::sync::oneshot;
 
 use crate::activation::{RunContext, Translated, commands, translate};
+use crate::stats::LuaStats;
 
 /// The completion, and for a nondeterminism eviction the Lua lines of the diverging run's last
 /// commands.
@@ -29,7 +30,7 @@ pub struct WorkflowHost {
 
 impl WorkflowHost {
     /// Starts the engine thread; fails if a workflow source does not compile.
-    pub fn start(name: &str, config: EngineConfig, context: RunContext) -> Result<Self, String> {
+    pub fn start(name: &str, config: EngineConfig, context: RunContext, stats: Arc<LuaStats>) -> Result<Self, String> {
         let (sender, receiver) = mpsc::channel::<(WorkflowActivation, Reply)>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
         thread::Builder::new()
@@ -46,7 +47,9 @@ impl WorkflowHost {
                     }
                 };
                 while let Ok((activation, reply)) = receiver.recv() {
+                    let began = std::time::Instant::now();
                     let completion = process(&mut engine, activation, &context);
+                    stats.record_activation(began.elapsed());
                     let _ = reply.send(completion);
                 }
             })
