@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::mpsc;
 
-use common::{Tempest, cli};
+use common::{Tempest, assert_replays, cli};
 use serde_json::{Value, json};
 
 /// Answers every POST with a fixed transaction and forwards the request bodies.
@@ -64,4 +64,5 @@ fn orders_example_runs_end_to_end() {
     assert!(result["confirmed_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{result}");
     let charged = requests.recv_timeout(std::time::Duration::from_secs(5)).expect("the stub was called");
     assert_eq!(charged, json!({"order_id": "o-7", "amount": 12.5}));
+    assert_replays(&dir, "orders-example-1");
 }

@@ -6,7 +6,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use common::{Tempest, cli, project};
+use common::{Tempest, assert_replays, cli, project};
 use serde_json::{Value, json};
 
 fn python() -> std::path::PathBuf {
@@ -62,6 +62,7 @@ fn python_client_starts_a_lua_workflow_with_a_dict() {
     assert!(out.status.success(), "python client failed:\n{}", String::from_utf8_lossy(&out.stderr));
     let result: Value = serde_json::from_slice(&out.stdout).expect("json from python");
     assert_eq!(result, json!({"greeting": "Hello, Ada!", "tags": ["x", "y"], "doubled": 4, "nested": {"ok": true}}));
+    assert_replays(dir.path(), "py-client-1");
 }
 
 #[test]
@@ -90,4 +91,5 @@ fn lua_workflow_calls_a_python_activity_on_another_queue() {
     let out = out.expect_success();
     let result: Value = serde_json::from_str(&out.stdout).expect("json");
     assert_eq!(result["result"], json!({"shouted": "HI FROM LUA", "by": "python"}));
+    assert_replays(dir.path(), "py-activity-1");
 }

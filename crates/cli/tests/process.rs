@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Tempest, cli, decode, events, project};
+use common::{Tempest, assert_replays, cli, decode, events, project};
 use serde_json::{Value, json};
 
 const DETERMINISM_FLOW: &str = r#"
@@ -96,6 +96,7 @@ fn sigkill_mid_run_then_a_second_process_finishes_with_the_same_values() {
         !std::fs::read_to_string(&second_log).unwrap_or_default().contains("TMPRL1100"),
         "the second process saw nondeterminism"
     );
+    assert_replays(dir.path(), "killed-1");
 }
 
 const SLOW_FLOW: &str = r#"
@@ -139,5 +140,8 @@ fn sigterm_stops_quickly_with_work_in_flight_and_a_restart_finishes_it() {
         let out = cli(&["workflow", "result", "--workflow-id", &format!("inflight-{i}"), "-o", "json"]).expect_success();
         let result: Value = serde_json::from_str(&out.stdout).expect("json");
         assert_eq!(result.get("result").cloned().unwrap_or(result), json!(i + 1), "inflight-{i}");
+    }
+    for i in [0, 25, 49] {
+        assert_replays(dir.path(), &format!("inflight-{i}"));
     }
 }

@@ -88,3 +88,24 @@ pub fn decode(payload: &Value) -> Value {
     let bytes = base64::engine::general_purpose::STANDARD.decode(data).expect("base64");
     serde_json::from_slice(&bytes).expect("json payload")
 }
+
+/// Exports `workflow_id`'s history with the CLI and asserts `tempest replay DIR FILE` accepts it.
+pub fn assert_replays(dir: &Path, workflow_id: &str) {
+    let out = cli(&["workflow", "show", "--workflow-id", workflow_id, "--output", "json"]).expect_success();
+    let file = tempfile::NamedTempFile::new().expect("history file");
+    std::fs::write(file.path(), out.stdout).expect("write history");
+    let replay = Command::new(env!("CARGO_BIN_EXE_tempest"))
+        .arg("replay")
+        .arg(dir)
+        .arg(file.path())
+        .env("TEMPORAL_ADDRESS", tempest_testkit::address())
+        .env("RUST_LOG", "error")
+        .output()
+        .expect("run tempest replay");
+    let stdout = String::from_utf8_lossy(&replay.stdout);
+    assert!(
+        replay.status.success() && stdout.starts_with("ok"),
+        "replay of {workflow_id} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+}
