@@ -255,6 +255,13 @@ pub(crate) fn activity_options(
     overrides: &BTreeMap<String, serde_json::Value>,
 ) -> Result<ActivityOptions, Failure> {
     let mut options = ActivityOptions::default();
+    // An entry's `meta.options` may hold options for other kinds of call; a workflow's own
+    // `with_options` may not: a misspelt key must not be silently ignored.
+    if let Some(key) = overrides.keys().find(|key| option_key(key).is_none()) {
+        return Err(Failure::invalid(format!(
+            "unknown option `{key}` (activity options are written `activity.<name>`, e.g. `activity.start_to_close_timeout`)"
+        )));
+    }
     for (key, value) in defaults.iter().chain(overrides) {
         let Some(name) = option_key(key) else { continue };
         match name {

@@ -174,6 +174,17 @@ fn invalid_options_return_an_error() {
     let text = completed(&cmds);
     let text = text.as_str().unwrap();
     assert!(text.starts_with("Invalid: funcs.call(act): option `activity.start_to_close_timeout`"), "{text}");
+    let mut e = engine(
+        r#"
+        local funcs = require("funcs")
+        return { main = function()
+          local v, err = funcs.new():with_options({ start_to_close_timeout = "5s" }):call("act")
+          return err:message()
+        end }
+        "#,
+    );
+    let text = completed(&commands(e.activate(start(vec![]))));
+    assert!(text.as_str().unwrap().contains("unknown option `start_to_close_timeout`"), "{text}");
 }
 
 #[test]
