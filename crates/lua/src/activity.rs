@@ -1,14 +1,16 @@
 //! Activity runtime: runs `function.lua` / `process.lua` entries as Temporal activities.
 //!
-//! A [`FunctionCatalog`] (sources, shareable across threads) is compiled lazily into an
-//! [`ActivityVm`] per OS thread; each call gets a fresh global environment, so one call's globals
-//! never leak into the next. Blocking module calls (HTTP, sleep) block the calling thread, which is
-//! why the Temporal side runs calls on a blocking thread pool.
+//! A [`FunctionCatalog`] (sources, shareable across threads) is loaded lazily into an
+//! [`ActivityVm`] per OS thread: each entry's chunk runs once per VM, in a global environment of
+//! its own, and its method is kept for every later call (as the reference caches chunk results per
+//! process). Entries never see each other's globals; state a function keeps in module-level
+//! variables lives as long as its VM. Blocking module calls (HTTP, sleep) block the calling
+//! thread, which is why the Temporal side runs calls on a blocking thread pool.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use mlua::{ChunkMode, Function, Lua, MultiValue, Table, Value};
+use mlua::{Function, Lua, MultiValue, Table, Value};
 
 use crate::convert::{Data, from_data, to_data};
 use crate::failure::Failure;
@@ -49,7 +51,8 @@ impl FunctionCatalog {
 pub struct ActivityVm {
     lua: Lua,
     catalog: Arc<FunctionCatalog>,
-    compiled: HashMap<String, Vec<u8>>,
+    /// Each entry's method, once its chunk has run.
+    loaded: HashMap<String, Function>,
     env_meta: Table,
     modules: Table,
     /// `caller(f, ...)` calls `f` so that `error(err)` keeps err's kind.
@@ -58,7 +61,7 @@ pub struct ActivityVm {
 
 impl std::fmt::Debug for ActivityVm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActivityVm").field("compiled", &self.compiled.len()).finish_non_exhaustive()
+        f.debug_struct("ActivityVm").field("loaded", &self.loaded.len()).finish_non_exhaustive()
     }
 }
 
@@ -85,7 +88,7 @@ impl ActivityVm {
         }
         let env_meta = sandbox::environment_meta(&lua, &globals)?;
         let caller = crate::failure::protect(&lua, lua.load("return function(f, ...) return f(...) end").eval()?)?;
-        Ok(ActivityVm { lua, catalog, compiled: HashMap::new(), env_meta, modules, caller })
+        Ok(ActivityVm { lua, catalog, loaded: HashMap::new(), env_meta, modules, caller })
     }
 
     /// Whether `entry_id` is one of the catalog's functions.
@@ -111,18 +114,16 @@ impl ActivityVm {
         result
     }
 
-    fn call_inner(&mut self, code: &FunctionCode, args: &[Data]) -> mlua::Result<Result<Data, Failure>> {
-        if !self.compiled.contains_key(&code.entry_id) {
-            let function = self.lua.load(&code.source).set_name(format!("@{}", code.chunk_name)).into_function()?;
-            self.compiled.insert(code.entry_id.clone(), function.dump(false));
+    /// The entry's method: loaded on first use (chunk run in the entry's own environment).
+    fn method(&mut self, code: &FunctionCode) -> mlua::Result<Result<Function, Failure>> {
+        if let Some(function) = self.loaded.get(&code.entry_id) {
+            return Ok(Ok(function.clone()));
         }
-        let bytecode = &self.compiled[&code.entry_id];
         let env = sandbox::run_environment(&self.lua, &self.env_meta)?;
         env.raw_set("require", self.require_function(code)?)?;
         let chunk = self
             .lua
-            .load(bytecode)
-            .set_mode(ChunkMode::Binary)
+            .load(&code.source)
             .set_name(format!("@{}", code.chunk_name))
             .set_environment(env)
             .into_function()?;
@@ -134,6 +135,15 @@ impl ActivityVm {
                 _ => return Ok(Err(method_missing(code))),
             },
             _ => return Ok(Err(method_missing(code))),
+        };
+        self.loaded.insert(code.entry_id.clone(), function.clone());
+        Ok(Ok(function))
+    }
+
+    fn call_inner(&mut self, code: &FunctionCode, args: &[Data]) -> mlua::Result<Result<Data, Failure>> {
+        let function = match self.method(code)? {
+            Ok(function) => function,
+            Err(failure) => return Ok(Err(failure)),
         };
         let mut lua_args = Vec::with_capacity(args.len() + 1);
         lua_args.push(Value::Function(function));
@@ -215,10 +225,18 @@ mod tests {
     }
 
     #[test]
-    fn calls_do_not_share_globals() {
-        let mut v = vm("count = (count or 0) + 1 return { run = function() return count end }");
-        assert_eq!(v.call("app:f", &[], None), Ok(Data::Json(json!(1))));
-        assert_eq!(v.call("app:f", &[], None), Ok(Data::Json(json!(1))));
+    fn the_chunk_runs_once_and_entries_do_not_share_globals() {
+        let mut v = ActivityVm::new(FunctionCatalog::new(["a", "b"].map(|name| FunctionCode {
+            entry_id: format!("app:{name}"),
+            chunk_name: format!("{name}.lua"),
+            source: "loads = (loads or 0) + 1 calls = 0 return { run = function() calls = calls + 1 return { loads = loads, calls = calls } end }".into(),
+            method: "run".into(),
+            modules: vec![],
+        })))
+        .unwrap();
+        assert_eq!(v.call("app:a", &[], None), Ok(Data::Json(json!({"loads": 1, "calls": 1}))));
+        assert_eq!(v.call("app:a", &[], None), Ok(Data::Json(json!({"loads": 1, "calls": 2}))));
+        assert_eq!(v.call("app:b", &[], None), Ok(Data::Json(json!({"loads": 1, "calls": 1}))));
     }
 
     #[test]
