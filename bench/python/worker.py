@@ -7,6 +7,7 @@ workflow-task / 100 activity slots, 5 + 5 pollers, 10s sticky schedule-to-start.
 """
 
 import asyncio
+import os
 import signal
 import sys
 from datetime import timedelta
@@ -81,3 +82,6 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    # The worker has shut down cleanly by now; skip interpreter finalization, where the SDK's
+    # native runtime threads can abort the process (PyGILState_Release, SIGABRT).
+    os._exit(0)
