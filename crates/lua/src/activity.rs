@@ -80,6 +80,7 @@ impl ActivityVm {
         modules.raw_set("base64", sandbox::freeze(&lua, "base64", &crate::modules::base64::register(&lua)?)?)?;
         modules.raw_set("hash", sandbox::freeze(&lua, "hash", &crate::modules::hash::register(&lua)?)?)?;
         modules.raw_set("ctx", sandbox::freeze(&lua, "ctx", &crate::modules::ctx::register(&lua)?)?)?;
+        modules.raw_set("activity", sandbox::freeze(&lua, "activity", &crate::modules::activity::register(&lua)?)?)?;
         modules.raw_set("yaml", sandbox::freeze(&lua, "yaml", &crate::modules::yaml::register(&lua)?)?)?;
         modules.raw_set("http_client", sandbox::freeze(&lua, "http_client", &crate::modules::http_client::register(&lua)?)?)?;
         for name in ["string", "table", "math", "utf8", "os", "coroutine"] {
@@ -99,6 +100,34 @@ impl ActivityVm {
     /// Calls `entry_id` with `args` under `context` (what `ctx` reads); the return convention
     /// decides success or failure.
     pub fn call(
+        &mut self,
+        entry_id: &str,
+        args: &[Data],
+        context: Option<crate::modules::ctx::ContextMap>,
+    ) -> Result<Data, Failure> {
+        self.call_as(entry_id, args, context, None)
+    }
+
+    /// [`ActivityVm::call`] as a Temporal activity: `activity` reads `call`, and its cancellation
+    /// flag also aborts `http_client` requests.
+    pub fn call_as(
+        &mut self,
+        entry_id: &str,
+        args: &[Data],
+        context: Option<crate::modules::ctx::ContextMap>,
+        call: Option<crate::modules::activity::ActivityCall>,
+    ) -> Result<Data, Failure> {
+        if let Some(call) = call {
+            self.lua.set_app_data(crate::modules::http_client::Cancellation(call.cancelled.clone()));
+            self.lua.set_app_data(call);
+        }
+        let result = self.call_in_context(entry_id, args, context);
+        self.lua.remove_app_data::<crate::modules::activity::ActivityCall>();
+        self.lua.remove_app_data::<crate::modules::http_client::Cancellation>();
+        result
+    }
+
+    fn call_in_context(
         &mut self,
         entry_id: &str,
         args: &[Data],

@@ -1,9 +1,16 @@
 //! The activity half of a worker: each activity task runs its Lua function on a blocking thread
-//! (Lua code may block on I/O), with one Lua VM per thread and worker.
+//! (Lua code may block on I/O), with one Lua VM per thread and worker. Cancellation requests (from
+//! the server, or at worker shutdown after `worker_stop_timeout`) set the call's flag, which
+//! `activity.cancelled()` reads and `http_client` obeys.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tempest_lua::modules::activity::{ActivityCall, ActivityInfo};
+use temporalio_common::protos::coresdk::ActivityHeartbeat;
 
 use tempest_lua::activity::{ActivityVm, FunctionCatalog};
 use tempest_lua::failure::{Failure, Kind};
@@ -21,10 +28,37 @@ thread_local! {
     static VMS: RefCell<HashMap<usize, ActivityVm>> = RefCell::new(HashMap::new());
 }
 
-fn run_on_this_thread(
-    catalog: &Arc<FunctionCatalog>,
-    start: &temporalio_common::protos::coresdk::activity_task::Start,
-) -> Result<tempest_lua::convert::Data, Failure> {
+type Start = temporalio_common::protos::coresdk::activity_task::Start;
+
+/// Cancellation flags of running activities, by task token.
+type Running = Arc<Mutex<HashMap<Vec<u8>, Arc<AtomicBool>>>>;
+
+fn unix_seconds(ts: Option<&prost_wkt_types::Timestamp>) -> Option<f64> {
+    ts.map(|t| t.seconds as f64 + f64::from(t.nanos) / 1e9)
+}
+
+fn activity_info(start: &Start, task_queue: &str) -> ActivityInfo {
+    let execution = start.workflow_execution.as_ref();
+    let deadline = start
+        .start_to_close_timeout
+        .and_then(|d| std::time::Duration::try_from(d).ok())
+        .zip(unix_seconds(start.started_time.as_ref()))
+        .map(|(timeout, started)| started + timeout.as_secs_f64());
+    ActivityInfo {
+        activity_id: start.activity_id.clone(),
+        activity_type: start.activity_type.clone(),
+        attempt: start.attempt,
+        workflow_id: execution.map(|e| e.workflow_id.clone()).unwrap_or_default(),
+        run_id: execution.map(|e| e.run_id.clone()).unwrap_or_default(),
+        workflow_type: start.workflow_type.clone(),
+        task_queue: task_queue.to_owned(),
+        heartbeat_details: start.heartbeat_details.first().and_then(|p| crate::payload::from_payload(p).ok()),
+        scheduled_time: unix_seconds(start.scheduled_time.as_ref()),
+        deadline,
+    }
+}
+
+fn run_on_this_thread(catalog: &Arc<FunctionCatalog>, start: &Start, call: ActivityCall) -> Result<tempest_lua::convert::Data, Failure> {
     let activity_type = start.activity_type.as_str();
     if !catalog.contains(activity_type) {
         let mut known: Vec<&str> = catalog.ids().collect();
@@ -47,12 +81,18 @@ fn run_on_this_thread(
                     .map_err(|e| Failure::internal(format!("cannot start the activity Lua VM: {e}")))?,
             ),
         };
-        vm.call(activity_type, &args, context)
+        vm.call_as(activity_type, &args, context, Some(call))
     })
 }
 
 /// Polls activity tasks until Core reports shutdown.
-pub async fn poll_loop(worker: Arc<Worker>, catalog: Arc<FunctionCatalog>, stats: Arc<LuaStats>) -> Result<(), PollError> {
+pub async fn poll_loop(
+    worker: Arc<Worker>,
+    catalog: Arc<FunctionCatalog>,
+    stats: Arc<LuaStats>,
+    task_queue: Arc<str>,
+) -> Result<(), PollError> {
+    let running: Running = Arc::default();
     loop {
         let task = match worker.poll_activity_task().await {
             Ok(task) => task,
@@ -62,37 +102,75 @@ pub async fn poll_loop(worker: Arc<Worker>, catalog: Arc<FunctionCatalog>, stats
         let task_token = task.task_token;
         match task.variant {
             Some(TaskVariant::Start(start)) => {
-                let worker = worker.clone();
-                let catalog = catalog.clone();
-                let stats = stats.clone();
-                tokio::spawn(async move {
-                    let activity_type = start.activity_type.clone();
-                    let outcome = tokio::task::spawn_blocking(move || {
-                        let began = std::time::Instant::now();
-                        let outcome = run_on_this_thread(&catalog, &start);
-                        stats.record_activity(began.elapsed());
-                        outcome
-                    })
-                        .await
-                        .unwrap_or_else(|e| Err(Failure::internal(format!("activity thread panicked: {e}"))));
-                    let result = match outcome {
-                        Ok(data) => ActivityExecutionResult::ok(to_payload(&data)),
-                        Err(failure) => {
-                            tracing::debug!(activity_type = %activity_type, "activity failed: {}", failure.message);
-                            ActivityExecutionResult::fail(to_proto(&failure))
-                        }
-                    };
-                    let completion = ActivityTaskCompletion { task_token, result: Some(result) };
-                    if let Err(e) = worker.complete_activity_task(completion).await {
-                        tracing::warn!("completing an activity task failed: {e}");
-                    }
-                });
+                let cancelled = Arc::new(AtomicBool::new(false));
+                if let Ok(mut map) = running.lock() {
+                    map.insert(task_token.clone(), cancelled.clone());
+                }
+                let job = Job { worker: worker.clone(), catalog: catalog.clone(), stats: stats.clone(), running: running.clone(), task_queue: task_queue.clone() };
+                tokio::spawn(execute(job, task_token, start, cancelled));
             }
-            // Lua code cannot be interrupted mid-call yet; the running call completes on its own.
+            // Lua cannot be preempted: the flag tells the code (and aborts its HTTP calls); the call
+            // still completes itself.
             Some(TaskVariant::Cancel(cancel)) => {
                 tracing::debug!(reason = ?cancel.reason(), "activity cancellation requested");
+                if let Some(flag) = running.lock().ok().and_then(|map| map.get(&task_token).cloned()) {
+                    flag.store(true, Ordering::Relaxed);
+                }
             }
             None => {}
         }
+    }
+}
+
+/// What every activity task of a worker shares.
+struct Job {
+    worker: Arc<Worker>,
+    catalog: Arc<FunctionCatalog>,
+    stats: Arc<LuaStats>,
+    running: Running,
+    task_queue: Arc<str>,
+}
+
+/// Runs one activity task on the blocking pool and completes it.
+async fn execute(job: Job, task_token: Vec<u8>, start: Start, cancelled: Arc<AtomicBool>) {
+    let Job { worker, catalog, stats, running, task_queue } = job;
+    let activity_type = start.activity_type.clone();
+    let heartbeat_worker = worker.clone();
+    let heartbeat_token = task_token.clone();
+    let flag = cancelled.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        let call = ActivityCall {
+            info: Rc::new(activity_info(&start, &task_queue)),
+            heartbeat: Rc::new(move |details: Option<tempest_lua::convert::Data>| {
+                heartbeat_worker.record_activity_heartbeat(ActivityHeartbeat {
+                    task_token: heartbeat_token.clone(),
+                    details: details.iter().map(to_payload).collect(),
+                });
+            }),
+            cancelled: flag,
+        };
+        let began = std::time::Instant::now();
+        let outcome = run_on_this_thread(&catalog, &start, call);
+        stats.record_activity(began.elapsed());
+        outcome
+    })
+    .await
+    .unwrap_or_else(|e| Err(Failure::internal(format!("activity thread panicked: {e}"))));
+    if let Ok(mut map) = running.lock() {
+        map.remove(&task_token);
+    }
+    let result = match outcome {
+        Ok(data) => ActivityExecutionResult::ok(to_payload(&data)),
+        Err(failure) if cancelled.load(Ordering::Relaxed) && failure.kind == Kind::CANCELED => {
+            ActivityExecutionResult::cancel(to_proto(&failure))
+        }
+        Err(failure) => {
+            tracing::debug!(activity_type = %activity_type, "activity failed: {}", failure.message);
+            ActivityExecutionResult::fail(to_proto(&failure))
+        }
+    };
+    let completion = ActivityTaskCompletion { task_token, result: Some(result) };
+    if let Err(e) = worker.complete_activity_task(completion).await {
+        tracing::warn!("completing an activity task failed: {e}");
     }
 }

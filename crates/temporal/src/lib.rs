@@ -122,7 +122,8 @@ async fn start_worker(core: &CoreRuntime, mut plan: WorkerPlan, connection: Conn
         loops.push(tokio::spawn(workflows::poll_loop(worker.clone(), host)));
     }
     if !plan.options.local_activity_worker_only {
-        loops.push(tokio::spawn(activities::poll_loop(worker.clone(), plan.catalog(), stats.clone())));
+        let task_queue: Arc<str> = plan.task_queue.as_str().into();
+        loops.push(tokio::spawn(activities::poll_loop(worker.clone(), plan.catalog(), stats.clone(), task_queue)));
     }
     tracing::info!(
         worker = %plan.id,

@@ -179,3 +179,67 @@ async fn local_activities_run_as_local_activities() {
     assert_eq!((markers, scheduled), (2, 0), "local activities leave markers, not activity tasks");
     assert_replays(&registry, "local-1").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_module_info_heartbeat_and_cancellation() {
+    let entries = r#"  - name: flow
+    kind: workflow.lua
+    source: file://flow.lua
+    modules: [funcs, time]
+    meta: {temporal: {workflow: {worker: worker}}}
+  - name: describe
+    kind: function.lua
+    source: "return { main = function() local a = require('activity') a.heartbeat({ step = 1 }) local i = a.info() return { type = i.activity_type, attempt = i.attempt, wf = i.workflow_id, tq = i.task_queue, cancelled = a.cancelled() } end }"
+    modules: [activity]
+    meta: {temporal: {activity: {worker: worker}}}
+  - name: patient
+    kind: function.lua
+    source: file://patient.lua
+    modules: [activity, time, errors]
+    meta: {temporal: {activity: {worker: worker}}}
+"#;
+    let patient = r#"
+local activity = require("activity")
+local time = require("time")
+return { main = function()
+  for _ = 1, 300 do
+    activity.heartbeat()
+    if activity.cancelled() then
+      return nil, errors.new({ kind = errors.CANCELED, message = "stopped on request" })
+    end
+    time.sleep("100ms")
+  end
+  return "ran to the end"
+end }
+"#;
+    let flow = r#"
+local funcs = require("funcs")
+local time = require("time")
+return { main = function()
+  local described = funcs.call("app:describe")
+  local future = funcs.new():with_options({
+    ["activity.heartbeat_timeout"] = "2s",
+    ["activity.wait_for_cancellation"] = true,
+  }):async("app:patient")
+  time.sleep("1s")
+  future:cancel()
+  future:response():receive()
+  local _, err = future:result()
+  return { described = described, cancel_kind = err and err:kind() }
+end }
+"#;
+    let project = Project::new("activity-module", entries, &[("flow.lua", flow), ("patient.lua", patient)]);
+    let registry = project.load();
+    let running = tempest_temporal::start(&registry).await.expect("start");
+    let began = std::time::Instant::now();
+    let result = execute("app:flow", &project.task_queue, "activity-module-1", &[]).await;
+    running.shutdown().await;
+    let result = result.expect("workflow completes");
+    assert!(began.elapsed() < std::time::Duration::from_secs(20), "cancellation did not reach the activity");
+    assert_eq!(
+        result["described"],
+        json!({"type": "app:describe", "attempt": 1, "wf": "activity-module-1", "tq": project.task_queue, "cancelled": false})
+    );
+    assert_eq!(result["cancel_kind"], json!("Canceled"));
+    assert_replays(&registry, "activity-module-1").await;
+}

@@ -5,6 +5,7 @@ pub mod errors;
 pub mod hash;
 pub mod json;
 pub mod uuid;
+pub mod activity;
 pub mod ctx;
 pub mod time;
 pub mod crypto;
