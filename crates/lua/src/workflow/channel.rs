@@ -120,7 +120,6 @@ pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<()> {
                 return Ok(MultiValue::from_vec(vec![Value::Boolean(false)]));
             }
             park_receiver(&channel, &mut run)?;
-            run.note_park(lua);
             Ok(MultiValue::new())
         })?,
     )?;
@@ -165,8 +164,6 @@ pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<()> {
             }
             let task = run.current_task()?;
             state.senders.push(task);
-            drop(state);
-            run.note_park(lua);
             Ok(false)
         })?,
     )?;
@@ -252,7 +249,6 @@ fn try_select(lua: &Lua, cases: &Table, has_default: bool) -> mlua::Result<Multi
             state.receivers.push(task);
         }
     }
-    run.note_park(lua);
     // Parked select receivers let select senders elsewhere proceed.
     for (_, channel, send, _) in &parsed {
         if !*send && channel.has_receivers() {

@@ -28,9 +28,16 @@ pub const WORKFLOW_MODULES: &[&str] =
     &["funcs", "time", "workflow", "ctx", "uuid", "crypto", "json", "base64", "yaml", "hash", "logger", "errors"];
 
 static PARK_SENTINEL: u8 = 0;
+static TRACE_SENTINEL: u8 = 0;
 
+/// What a task yields to park itself.
 fn park() -> LightUserData {
     LightUserData(std::ptr::from_ref(&PARK_SENTINEL).cast_mut().cast())
+}
+
+/// What the scheduler resumes a parked task with to make it record its traceback.
+pub(crate) fn trace() -> LightUserData {
+    LightUserData(std::ptr::from_ref(&TRACE_SENTINEL).cast_mut().cast())
 }
 
 /// Everything the engine needs to know about the worker's entries.
@@ -481,6 +488,14 @@ fn traceback(lua: &Lua) -> String {
 fn install_api(lua: &Lua, pid_host: &str) -> mlua::Result<(Function, Table)> {
     let primitives = lua.create_table()?;
     primitives.raw_set("PARK", park())?;
+    primitives.raw_set("TRACE", trace())?;
+    primitives.raw_set(
+        "record_trace",
+        lua.create_function(|lua, ()| {
+            active_run(lua)?.borrow_mut().record_trace(lua);
+            Ok(())
+        })?,
+    )?;
     channel::register(lua, &primitives)?;
     api::register_primitives(lua, &primitives)?;
     let time = time_api::register(lua, &primitives)?;

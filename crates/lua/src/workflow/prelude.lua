@@ -3,26 +3,33 @@
 -- PARK sentinel to the scheduler until it is woken. Receives the primitives table, returns the
 -- functions the engine wires into the sandbox.
 local P = ...
-local PARK = P.PARK
+local PARK, TRACE, record_trace = P.PARK, P.TRACE, P.record_trace
 local yield, raw_resume, raw_status = coroutine.yield, coroutine.resume, coroutine.status
 local try_recv, try_send, send_status, try_select = P.chan_try_recv, P.chan_try_send, P.chan_send_status, P.chan_try_select
 local pack, unpack, type, error, setmetatable, pairs = table.pack, table.unpack, type, error, setmetatable, pairs
 
 local M = {}
 
+-- Blocks the running task until the scheduler wakes it. The scheduler may also resume a parked
+-- task with TRACE (for the __stack_trace query): it records where it waits, and its caller
+-- retries, which parks it again.
+local function park()
+  if yield(PARK) == TRACE then record_trace() end
+end
+
 local function receive(ch)
   while true do
     local got, v = try_recv(ch)
     if got then return v, true end
     if got == false then return nil, false end
-    yield(PARK)
+    park()
   end
 end
 
 local function send(ch, v)
   local ticket = try_send(ch, v)
   if ticket == true then return true end
-  while not send_status(ch, ticket) do yield(PARK) end
+  while not send_status(ch, ticket) do park() end
   return true
 end
 
@@ -42,7 +49,7 @@ function M.select(cases)
     local i, v, ok = try_select(cases, has_default)
     if i == 0 then return { default = true, ok = true } end
     if i then return { channel = cases[i].channel, value = v, ok = ok } end
-    yield(PARK)
+    park()
   end
 end
 
@@ -50,8 +57,7 @@ end
 -- inner coroutine again once the enclosing task is woken.
 local function forward(co, ok, first, ...)
   if ok and first == PARK and raw_status(co) == "suspended" then
-    yield(PARK)
-    return forward(co, raw_resume(co))
+    return forward(co, raw_resume(co, yield(PARK)))
   end
   return ok, first, ...
 end

@@ -14,7 +14,10 @@ use crate::failure::Failure;
 
 pub(crate) fn answer(lua: &Lua, core: &Rc<RefCell<RunCore>>, name: &str, args: &[Data]) -> Result<Data, Failure> {
     match name {
-        "__stack_trace" => Ok(Data::Json(serde_json::Value::String(stack_trace(&core.borrow())))),
+        "__stack_trace" => {
+            collect_traces(core);
+            Ok(Data::Json(serde_json::Value::String(stack_trace(&core.borrow()))))
+        }
         "pid" => Ok(Data::Json(serde_json::Value::String(core.borrow().pid()))),
         "state" => {
             let run = core.borrow();
@@ -28,6 +31,28 @@ pub(crate) fn answer(lua: &Lua, core: &Rc<RefCell<RunCore>>, name: &str, args: &
             })))
         }
         _ => call_handler(lua, core, name, args),
+    }
+}
+
+/// Resumes every parked task with TRACE: each records its traceback and parks again. Nothing can
+/// have become ready meanwhile (the activation's jobs already ran), so no task makes progress.
+fn collect_traces(core: &Rc<RefCell<RunCore>>) {
+    let parked: Vec<(usize, mlua::Thread)> = {
+        let mut run = core.borrow_mut();
+        run.park_traces.clear();
+        run.tasks
+            .iter()
+            .enumerate()
+            .filter_map(|(id, task)| task.as_ref().filter(|t| t.start_args.is_none()).map(|t| (id, t.thread.clone())))
+            .collect()
+    };
+    for (id, thread) in parked {
+        if thread.status() != ThreadStatus::Resumable {
+            continue;
+        }
+        core.borrow_mut().current = Some(id);
+        let _ = thread.resume::<MultiValue>(mlua::Value::LightUserData(super::engine::trace()));
+        core.borrow_mut().current = None;
     }
 }
 

@@ -126,7 +126,7 @@ pub(crate) struct RunCore {
     pub(crate) namespace_of_entry: Rc<str>,
     /// Handlers registered with `workflow.on_query`.
     pub(crate) query_handlers: HashMap<String, mlua::Function>,
-    /// Where each blocked task is waiting (its Lua traceback when it last parked).
+    /// Where each blocked task is waiting, collected by the last `__stack_trace` query.
     pub(crate) park_traces: HashMap<TaskId, String>,
     /// `client@worker`, the host part of this run's PID.
     pub(crate) pid_host: Rc<str>,
@@ -235,8 +235,9 @@ impl RunCore {
         self.park_traces.remove(&task);
     }
 
-    /// Records where the running task blocks, for the `__stack_trace` query.
-    pub(crate) fn note_park(&mut self, lua: &Lua) {
+    /// Records where the running task blocks, for the `__stack_trace` query (called from inside
+    /// the task, when the query resumes it with TRACE).
+    pub(crate) fn record_trace(&mut self, lua: &Lua) {
         if let (Some(task), Ok(trace)) = (self.current, lua.traceback(None, 1)) {
             let trace = trace.to_string_lossy();
             let lines: Vec<&str> = trace
