@@ -9,4 +9,6 @@ pub mod entropy;
 pub mod failure;
 pub mod modules;
 pub mod sandbox;
+#[cfg(test)]
+mod testing;
 pub mod workflow;

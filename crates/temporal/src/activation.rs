@@ -192,14 +192,19 @@ fn schedule_activity(schedule: &tempest_lua::workflow::ScheduleActivity, context
         start_to_close_timeout: options.start_to_close.and_then(proto_duration),
         heartbeat_timeout: options.heartbeat.and_then(proto_duration),
         retry_policy: options.retry_policy.as_ref().map(retry_policy),
-        cancellation_type: if options.wait_for_cancellation {
-            ActivityCancellationType::WaitCancellationCompleted as i32
-        } else {
-            ActivityCancellationType::TryCancel as i32
-        },
+        cancellation_type: cancellation_type(options),
         do_not_eagerly_execute: options.disable_eager_execution,
         ..Default::default()
     }
+}
+
+fn cancellation_type(options: &ActivityOptions) -> i32 {
+    let kind = if options.wait_for_cancellation {
+        ActivityCancellationType::WaitCancellationCompleted
+    } else {
+        ActivityCancellationType::TryCancel
+    };
+    kind as i32
 }
 
 fn schedule_local_activity(schedule: &tempest_lua::workflow::ScheduleActivity) -> ScheduleLocalActivity {
@@ -216,11 +221,7 @@ fn schedule_local_activity(schedule: &tempest_lua::workflow::ScheduleActivity) -
         schedule_to_start_timeout: options.schedule_to_start.and_then(proto_duration),
         start_to_close_timeout: options.start_to_close.and_then(proto_duration),
         retry_policy: options.retry_policy.as_ref().map(retry_policy),
-        cancellation_type: if options.wait_for_cancellation {
-            ActivityCancellationType::WaitCancellationCompleted as i32
-        } else {
-            ActivityCancellationType::TryCancel as i32
-        },
+        cancellation_type: cancellation_type(options),
         ..Default::default()
     }
 }

@@ -376,17 +376,10 @@ mod tests {
         }
     }
 
-    fn lua() -> Lua {
-        let lua = Lua::new();
-        lua.globals()
-            .set("crypto", register(&lua).unwrap())
-            .unwrap();
-        lua
-    }
+    use crate::testing::check;
 
-    fn check(lua: &Lua, code: &str) {
-        let ok: bool = lua.load(code).eval().unwrap();
-        assert!(ok, "{code}");
+    fn lua() -> Lua {
+        crate::testing::vm_with("crypto", register)
     }
 
     #[test]

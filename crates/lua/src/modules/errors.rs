@@ -86,17 +86,10 @@ fn wrap(lua: &Lua, (err, context): (Value, String)) -> mlua::Result<Option<Failu
 mod tests {
     use super::*;
 
-    fn lua() -> Lua {
-        let lua = Lua::new();
-        lua.globals()
-            .set("errors", register(&lua).unwrap())
-            .unwrap();
-        lua
-    }
+    use crate::testing::check;
 
-    fn check(lua: &Lua, code: &str) {
-        let ok: bool = lua.load(code).eval().unwrap();
-        assert!(ok, "{code}");
+    fn lua() -> Lua {
+        crate::testing::vm_with("errors", register)
     }
 
     #[test]

@@ -215,15 +215,10 @@ mod tests {
         }
     }
 
-    fn lua() -> Lua {
-        let lua = Lua::new();
-        lua.globals().set("uuid", register(&lua).unwrap()).unwrap();
-        lua
-    }
+    use crate::testing::check;
 
-    fn check(lua: &Lua, code: &str) {
-        let ok: bool = lua.load(code).eval().unwrap();
-        assert!(ok, "{code}");
+    fn lua() -> Lua {
+        crate::testing::vm_with("uuid", register)
     }
 
     #[test]

@@ -136,15 +136,10 @@ fn key_text(key: &YamlOwned) -> Result<String, Failure> {
 mod tests {
     use super::*;
 
-    fn lua() -> Lua {
-        let lua = Lua::new();
-        lua.globals().set("yaml", register(&lua).unwrap()).unwrap();
-        lua
-    }
+    use crate::testing::check;
 
-    fn check(lua: &Lua, code: &str) {
-        let ok: bool = lua.load(code).eval().unwrap();
-        assert!(ok, "{code}");
+    fn lua() -> Lua {
+        crate::testing::vm_with("yaml", register)
     }
 
     #[test]
