@@ -53,12 +53,11 @@ fn proto_duration(duration: Duration) -> Option<prost_wkt_types::Duration> {
     duration.try_into().ok()
 }
 
-/// Translates Core's activation into the engine's jobs. Queries are answered here for now (they
-/// never reach Lua): `pid` and `state`, others fail the query, not the task.
+/// Translates Core's activation into the engine's jobs. Returns also query answers that could be
+/// given without the engine (a query whose arguments cannot be decoded fails here).
 pub fn translate(activation: WorkflowActivation, context: &RunContext) -> (Translated, Vec<CommandVariant>) {
     let mut jobs = Vec::with_capacity(activation.jobs.len());
     let mut query_answers = Vec::new();
-    let mut workflow_id = None;
     for job in activation.jobs {
         let Some(variant) = job.variant else { continue };
         match variant {
@@ -76,7 +75,6 @@ pub fn translate(activation: WorkflowActivation, context: &RunContext) -> (Trans
                         return (Translated::Immediate(vec![fail]), vec![]);
                     }
                 };
-                workflow_id = Some(init.workflow_id.clone());
                 let values = context_from_headers(&init.headers);
                 let parent = init.parent_workflow_info.as_ref();
                 jobs.push(Job::Initialize {
@@ -152,7 +150,6 @@ pub fn translate(activation: WorkflowActivation, context: &RunContext) -> (Trans
             }
         }
     }
-    let _ = workflow_id;
     if jobs.is_empty() && !query_answers.is_empty() {
         return (Translated::Immediate(query_answers), vec![]);
     }

@@ -409,9 +409,8 @@ pub(crate) fn register_primitives(lua: &Lua, primitives: &Table) -> mlua::Result
 }
 
 /// The `process` global of workflows.
-pub(crate) fn process_module(lua: &Lua, pid_host: &str) -> mlua::Result<Table> {
+pub(crate) fn process_module(lua: &Lua) -> mlua::Result<Table> {
     let module = lua.create_table()?;
-    let _ = pid_host;
     module.raw_set("pid", lua.create_function(|lua, ()| Ok(active_run(lua)?.borrow().pid()))?)?;
     module.raw_set(
         "listen",

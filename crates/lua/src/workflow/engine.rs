@@ -116,7 +116,7 @@ impl WorkflowEngine {
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
         let vm_error = |e: mlua::Error| EngineError::Vm(e.to_string());
         let lua = sandbox::new_vm(Sandbox::Workflow).map_err(vm_error)?;
-        let (main, env_meta) = install_api(&lua, &config.pid_host).map_err(vm_error)?;
+        let (main, env_meta) = install_api(&lua).map_err(vm_error)?;
         let mut definitions = HashMap::new();
         for code in config.workflows {
             let function = lua
@@ -485,7 +485,7 @@ fn traceback(lua: &Lua) -> String {
 }
 
 /// Builds the shared workflow globals; returns the prelude's `main` and the per-run env metatable.
-fn install_api(lua: &Lua, pid_host: &str) -> mlua::Result<(Function, Table)> {
+fn install_api(lua: &Lua) -> mlua::Result<(Function, Table)> {
     let primitives = lua.create_table()?;
     primitives.raw_set("PARK", park())?;
     primitives.raw_set("TRACE", trace())?;
@@ -553,7 +553,7 @@ fn install_api(lua: &Lua, pid_host: &str) -> mlua::Result<(Function, Table)> {
         let table: Table = globals.get(name)?;
         globals.raw_set(name, freeze(name, &table)?)?;
     }
-    globals.raw_set("process", freeze("process", &api::process_module(lua, pid_host)?)?)?;
+    globals.raw_set("process", freeze("process", &api::process_module(lua)?)?)?;
     let errors = freeze("errors", &crate::modules::errors::register(lua)?)?;
     globals.raw_set("errors", errors.clone())?;
     install_deterministic_base(lua, &globals)?;
