@@ -153,7 +153,7 @@ pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<()> {
             let channel = channel_of(&ud)?;
             let ticket = ticket as u64;
             let run = active_run(lua)?;
-            let mut run = run.borrow_mut();
+            let run = run.borrow();
             let mut state = channel.0.borrow_mut();
             if state.taken.remove(&ticket) {
                 return Ok(true);
