@@ -160,6 +160,12 @@ impl WorkflowEngine {
         self.lua.used_memory()
     }
 
+    /// Runs a full garbage collection of the VM (for measurements; the VM collects on its own).
+    pub fn collect_garbage(&self) {
+        let _ = self.lua.gc_collect();
+        let _ = self.lua.gc_collect();
+    }
+
     /// Drops a run's state (Core evicted it). Returns the commands the run issued in its last
     /// activation with the Lua lines that issued them (`ScheduleActivity(app:pay) seq 2 at
     /// flow.lua:14`), which is what a nondeterminism report needs.
