@@ -336,7 +336,8 @@ def plan(args) -> list[tuple[str, int]]:
         sys.exit(f"unknown worker kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
     order = []
     for i in range(args.interleave):
-        order += [(k, i + 1) for k in ("floor", "tempest") if k in kinds]
+        pair = ("tempest", "floor") if args.abba and i % 2 else ("floor", "tempest")
+        order += [(k, i + 1) for k in pair if k in kinds]
     order += [(k, 1) for k in ("python", "typescript") if k in kinds]
     return order
 
@@ -402,6 +403,9 @@ def main() -> None:
     p.add_argument("--n", type=int, default=1000, help="workflows per throughput run (default 1000)")
     p.add_argument("--interleave", type=int, default=1, metavar="K",
                    help="run floor,tempest K times, alternating (default 1)")
+    p.add_argument("--abba", action="store_true",
+                   help="with --interleave: reverse every second pair (floor,tempest,tempest,floor,...) "
+                        "so a server that slows down over the run does not favour the floor")
     p.add_argument("--kinds", default=",".join(KINDS), help="workers to run (default all: %(default)s)")
     p.add_argument("--sample", type=int, default=20, help="workflows described for state transitions")
     p.add_argument("--timeout", type=float, default=900, help="seconds allowed per run")
