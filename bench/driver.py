@@ -29,14 +29,18 @@ ROOT = BENCH.parent
 OUT = BENCH / "out"
 TEMPORAL = ROOT / ".tools/venv/bin/temporal"
 PYTHON = ROOT / ".tools/venv/bin/python"
-FLOOR = ROOT / "target/core-floor/release/core-floor"
+# The floor and its variants (bench/floor_variants.py), as bench/run copies them after building.
+FLOOR = ROOT / "target/core-floor/bin/core-floor"
+FLOOR_NOGZIP = ROOT / "target/core-floor/bin/core-floor-nogzip"
+FLOOR_MEMORY = ROOT / "target/core-floor/bin/core-floor-memory"
 TEMPEST = Path(os.environ.get("TEMPEST_BIN") or ROOT / "target/release/tempest")
-KINDS = ("floor", "tempest", "python", "typescript")
+KINDS = ("floor", "floor-nogzip", "tempest", "python", "typescript")
 
 # What each worker runs with; shown under the table and stored in the JSON.
 COMMON = "1000 cached wf, 100 wf-task / 100 activity slots, 5+5 pollers, sticky 10s"
 SETTINGS = {
-    "floor": f"core-floor (Core 0.10.1, hard-coded state machine): {COMMON}; eager activities on (Core default)",
+    "floor": f"core-floor (Core 0.10.1, hard-coded state machine): {COMMON}; eager activities on (Core default); gzip on (Core default)",
+    "floor-nogzip": f"core-floor with gRPC compression off, as Tempest uses on loopback: {COMMON}",
     "tempest": f"tempest run bench/tempest: {COMMON}; eager activities on (Tempest default); RUST_LOG unset (info)",
     "python": f"Python SDK 1.35.0 (sandboxed workflows): {COMMON}",
     "typescript": f"TypeScript SDK 1.24.0 (reuseV8Context default): {COMMON}",
@@ -47,7 +51,9 @@ def worker_argv(kind: str, task_queue: str, address: str, memory: bool = False):
     """argv, extra env and ready marker of one worker process."""
     env = {"TEMPORAL_ADDRESS": address, "BENCH_TASK_QUEUE": task_queue}
     if kind == "floor":
-        return [str(FLOOR), task_queue, address], {}, "READY"
+        return [str(FLOOR_MEMORY if memory else FLOOR), task_queue, address], {}, "READY"
+    if kind == "floor-nogzip":
+        return [str(FLOOR_NOGZIP), task_queue, address], {}, "READY"
     if kind == "tempest":
         project = BENCH / ("tempest-memory" if memory else "tempest")
         return [str(TEMPEST), "run", str(project)], env, "worker started"
@@ -282,8 +288,12 @@ def summarize(rows: list[dict]) -> list[dict]:
         runs = [r for r in rows if r["kind"] == kind]
         means.append({"kind": kind, "runs": len(runs), **{k: statistics.mean(r[k] for r in runs) for k in keys}})
     floor = next((m for m in means if m["kind"] == "floor"), None)
+    nogzip = next((m for m in means if m["kind"] == "floor-nogzip"), None)
     for m in means:
         m["cpu_x_floor"] = ratio(m["cpu_ms_per_wf"], floor and floor["cpu_ms_per_wf"])
+        # Against the floor with the same transport settings as Tempest (no gzip on loopback).
+        m["cpu_x_floor_nogzip"] = ratio(m["cpu_ms_per_wf"], nogzip and nogzip["cpu_ms_per_wf"])
+        m["wf_per_s_x_floor_nogzip"] = ratio(m["wf_per_s"], nogzip and nogzip["wf_per_s"])
         m["wf_per_s_x_floor"] = ratio(m["wf_per_s"], floor and floor["wf_per_s"])
         m["rss_x_floor"] = ratio(m["peak_rss_mb"], floor and floor["peak_rss_mb"])
     return means
@@ -295,20 +305,21 @@ def fmt(v, spec):
 
 def print_throughput(rows, means, n):
     print(f"\nBenchWorkflow, N={n} per run, one in-memory dev server; runs:")
-    header = (f"{'worker':<11}{'run':>4}{'wall s':>8}{'start s':>8}{'wf/s':>8}{'CPU ms/wf':>10}"
+    header = (f"{'worker':<13}{'run':>4}{'wall s':>8}{'start s':>8}{'wf/s':>8}{'CPU ms/wf':>10}"
               f"{'peak MB':>9}{'trans/wf':>9}{'Lua ms/wf':>10}{'srv ms/wf':>10}")
     print(header)
     for r in rows:
-        print(f"{r['kind']:<11}{r['run']:>4}{r['wall_s']:>8.2f}{r['startup_s']:>8.2f}{r['wf_per_s']:>8.1f}"
+        print(f"{r['kind']:<13}{r['run']:>4}{r['wall_s']:>8.2f}{r['startup_s']:>8.2f}{r['wf_per_s']:>8.1f}"
               f"{r['cpu_ms_per_wf']:>10.2f}{r['peak_rss_mb']:>9.1f}{r['transitions_per_wf']:>9.1f}"
               f"{fmt(r['lua_ms_per_wf'], '.3f'):>10}{r['server_cpu_ms_per_wf']:>10.2f}")
-    print("\nMeans per worker, ratios against the floor's mean:")
-    print(f"{'worker':<11}{'runs':>5}{'wf/s':>8}{'CPU ms/wf':>10}{'peak MB':>9}{'trans/wf':>9}"
-          f"{'CPU x':>8}{'wf/s x':>8}{'RSS x':>8}")
+    print("\nMeans per worker, ratios against the floor's mean (x) and the no-gzip floor's (x0):")
+    print(f"{'worker':<13}{'runs':>5}{'wf/s':>8}{'CPU ms/wf':>10}{'peak MB':>9}{'trans/wf':>9}"
+          f"{'CPU x':>8}{'wf/s x':>8}{'RSS x':>8}{'CPU x0':>8}{'wf/s x0':>9}")
     for m in means:
-        print(f"{m['kind']:<11}{m['runs']:>5}{m['wf_per_s']:>8.1f}{m['cpu_ms_per_wf']:>10.2f}"
+        print(f"{m['kind']:<13}{m['runs']:>5}{m['wf_per_s']:>8.1f}{m['cpu_ms_per_wf']:>10.2f}"
               f"{m['peak_rss_mb']:>9.1f}{m['transitions_per_wf']:>9.1f}{fmt(m['cpu_x_floor'], '.2f'):>8}"
-              f"{fmt(m['wf_per_s_x_floor'], '.2f'):>8}{fmt(m['rss_x_floor'], '.2f'):>8}")
+              f"{fmt(m['wf_per_s_x_floor'], '.2f'):>8}{fmt(m['rss_x_floor'], '.2f'):>8}"
+              f"{fmt(m['cpu_x_floor_nogzip'], '.2f'):>8}{fmt(m['wf_per_s_x_floor_nogzip'], '.2f'):>9}")
     print("\nSettings:")
     for kind in dict.fromkeys(r["kind"] for r in rows):
         print(f"  {kind}: {SETTINGS[kind]}")
@@ -336,34 +347,43 @@ def plan(args) -> list[tuple[str, int]]:
         sys.exit(f"unknown worker kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
     order = []
     for i in range(args.interleave):
-        pair = ("tempest", "floor") if args.abba and i % 2 else ("floor", "tempest")
+        pair = ("tempest", "floor-nogzip", "floor") if args.abba and i % 2 else ("floor", "floor-nogzip", "tempest")
         order += [(k, i + 1) for k in pair if k in kinds]
     order += [(k, 1) for k in ("python", "typescript") if k in kinds]
     return order
 
 
-async def run(args) -> None:
+def start_server() -> tuple[Proc, str]:
     port = free_port()
-    OUT.mkdir(exist_ok=True)
-    server_log = OUT / "dev-server.log"
     server = Proc("dev server", [str(TEMPORAL), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
                                  "--port", str(port), "--log-level", "warn"],
-                  server_log, "", cwd=ROOT)
-    address = f"127.0.0.1:{port}"
+                  OUT / "dev-server.log", "", cwd=ROOT)
+    return server, f"127.0.0.1:{port}"
+
+
+async def run(args) -> None:
+    OUT.mkdir(exist_ok=True)
+    server, address = start_server()
     try:
         client = await connect(address, server)
         bench = Bench(args, client, address, server)
         rows, replay, memory = [], None, []
         if not args.skip_throughput:
             print(f"throughput: N={args.n}, order {' '.join(f'{k}#{i}' for k, i in plan(args))}", flush=True)
-            for kind, i in plan(args):
+            for index, (kind, i) in enumerate(plan(args)):
+                if args.fresh_server and index > 0:
+                    # A new in-memory server per run: no drift from the runs before.
+                    server.stop()
+                    server, address = start_server()
+                    bench.client = await connect(address, server)
+                    bench.address, bench.server = address, server
                 rows.append(await bench.throughput(kind, i))
         if args.replay:
             print(f"replay: {args.replay_count} x one BenchWorkflow history", flush=True)
             replay = await bench.replay()
         if args.memory:
             print(f"memory: {args.memory_n} BenchSignalWorkflows blocked on `go`", flush=True)
-            for kind in ("tempest", "python"):
+            for kind in ("floor", "tempest", "python"):
                 if kind in args.kinds.split(","):
                     memory.append(await bench.memory(kind))
         means = summarize(rows)
@@ -406,6 +426,8 @@ def main() -> None:
     p.add_argument("--abba", action="store_true",
                    help="with --interleave: reverse every second pair (floor,tempest,tempest,floor,...) "
                         "so a server that slows down over the run does not favour the floor")
+    p.add_argument("--fresh-server", action="store_true",
+                   help="start a new dev server before every throughput run (no drift between runs)")
     p.add_argument("--kinds", default=",".join(KINDS), help="workers to run (default all: %(default)s)")
     p.add_argument("--sample", type=int, default=20, help="workflows described for state transitions")
     p.add_argument("--timeout", type=float, default=900, help="seconds allowed per run")

@@ -155,12 +155,15 @@ impl Running {
                 Err(_) => tracing::warn!(worker = %running.id, "worker still referenced after shutdown"),
             }
             let (activations, workflow_time, calls, activity_time) = running.stats.snapshot();
+            let (lua_heap, cached_runs) = running.stats.workflow_memory();
             tracing::info!(
                 worker = %running.id,
                 activations,
                 workflow_lua_ms = workflow_time.as_secs_f64() * 1e3,
                 activity_calls = calls,
                 activity_lua_ms = activity_time.as_secs_f64() * 1e3,
+                workflow_lua_heap_kb = lua_heap / 1024,
+                cached_runs,
                 "worker stopped"
             );
         }

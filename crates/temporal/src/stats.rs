@@ -10,12 +10,25 @@ pub struct LuaStats {
     workflow_nanos: AtomicU64,
     activity_calls: AtomicU64,
     activity_nanos: AtomicU64,
+    /// Bytes the workflow VM held after the latest activation, and cached runs then.
+    workflow_heap: AtomicU64,
+    cached_runs: AtomicU64,
 }
 
 impl LuaStats {
     pub fn record_activation(&self, took: Duration) {
         self.workflow_activations.fetch_add(1, Ordering::Relaxed);
         self.workflow_nanos.fetch_add(took.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub fn record_workflow_memory(&self, heap: usize, runs: usize) {
+        self.workflow_heap.store(heap as u64, Ordering::Relaxed);
+        self.cached_runs.store(runs as u64, Ordering::Relaxed);
+    }
+
+    /// `(workflow VM heap bytes, cached runs)` after the latest activation.
+    pub fn workflow_memory(&self) -> (u64, u64) {
+        (self.workflow_heap.load(Ordering::Relaxed), self.cached_runs.load(Ordering::Relaxed))
     }
 
     pub fn record_activity(&self, took: Duration) {

@@ -50,6 +50,7 @@ impl WorkflowHost {
                     let began = std::time::Instant::now();
                     let completion = process(&mut engine, activation, &context);
                     stats.record_activation(began.elapsed());
+                    stats.record_workflow_memory(engine.used_memory(), engine.cached_runs());
                     let _ = reply.send(completion);
                 }
             })
@@ -121,11 +122,14 @@ pub async fn poll_loop(worker: Arc<Worker>, host: WorkflowHost) -> Result<(), Po
         };
         let worker = worker.clone();
         let host = host.clone();
+        let polled = std::time::Instant::now();
         tokio::spawn(async move {
             let (completion, _) = host.activate(activation).await;
+            let answered = polled.elapsed();
             if let Err(e) = worker.complete_workflow_activation(completion).await {
                 tracing::warn!("completing a workflow activation failed: {e}");
             }
+            tracing::debug!(answered_us = answered.as_micros() as u64, completed_us = polled.elapsed().as_micros() as u64, "activation");
         });
     }
 }
