@@ -39,6 +39,9 @@ def main() -> None:
     else:
         raise SystemExit(f"floor_variants: unknown variant {variant}")
     main_rs.write_text(text)
+    # The copy lives under this repository's target/: keep it out of the Tempest workspace.
+    manifest = dest / "Cargo.toml"
+    manifest.write_text(manifest.read_text() + "\n[workspace]\n")
 
 
 if __name__ == "__main__":
