@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use mlua::{UserDataFields, ChunkMode, Function, HookTriggers, LightUserData, Lua, MultiValue, Table, Thread, ThreadStatus, Value, VmState};
+use mlua::{UserDataFields, Function, HookTriggers, LightUserData, Lua, MultiValue, Table, Thread, ThreadStatus, Value, VmState};
 
 use super::run::{ActiveRun, RunCore, active_run};
 use super::{ActivityOutcome, ActivityTarget, Activation, Command, Completion, Job, TaskFailure, WorkflowCode, api, channel, time_api};
@@ -54,7 +54,9 @@ pub struct EngineConfig {
 
 struct Definition {
     code: WorkflowCode,
-    bytecode: Vec<u8>,
+    /// `instantiate(env)` returns a new closure of the entry's chunk bound to `env`: every run
+    /// shares the compiled prototypes and gets only its own closure.
+    instantiate: Function,
     modules: Rc<[String]>,
     entry_id: Rc<str>,
 }
@@ -119,13 +121,16 @@ impl WorkflowEngine {
         let (main, env_meta) = install_api(&lua).map_err(vm_error)?;
         let mut definitions = HashMap::new();
         for code in config.workflows {
-            let function = lua
-                .load(&code.source)
+            let compile_error = |e: mlua::Error| EngineError::Compile { chunk: code.chunk_name.clone(), message: e.to_string() };
+            // Compiled as written first, so syntax errors read exactly as the user's file.
+            lua.load(&code.source).set_name(format!("@{}", code.chunk_name)).into_function().map_err(compile_error)?;
+            let instantiate = lua
+                .load(instantiable_source(&code.source))
                 .set_name(format!("@{}", code.chunk_name))
                 .into_function()
-                .map_err(|e| EngineError::Compile { chunk: code.chunk_name.clone(), message: e.to_string() })?;
+                .map_err(compile_error)?;
             let definition = Definition {
-                bytecode: function.dump(false),
+                instantiate,
                 modules: code.modules.clone().into(),
                 entry_id: code.entry_id.as_str().into(),
                 code,
@@ -271,13 +276,7 @@ impl WorkflowEngine {
 
     fn start_main(&self, run: &Run, args: &[crate::convert::Data]) -> mlua::Result<()> {
         let definition = &run.definition;
-        let chunk = self
-            .lua
-            .load(&definition.bytecode)
-            .set_mode(ChunkMode::Binary)
-            .set_name(format!("@{}", definition.code.chunk_name))
-            .set_environment(run.env.clone())
-            .into_function()?;
+        let chunk: Function = definition.instantiate.call(run.env.clone())?;
         let thread = self.lua.create_thread(self.main.clone())?;
         install_deadlock_hook(&thread)?;
         let mut start = Vec::with_capacity(args.len() + 3);
@@ -290,6 +289,18 @@ impl WorkflowEngine {
         run.core.borrow_mut().add_task(thread, MultiValue::from_vec(start));
         Ok(())
     }
+}
+
+/// The chunk wrapped so that calling it with an environment returns the chunk as a closure over
+/// that environment. The wrapper shares the first line with the source and the closing `end` sits
+/// on a line of its own, so line numbers stay those of the user's file.
+fn instantiable_source(source: &str) -> String {
+    // A `#!` line is only allowed at the very start of a chunk: blank it, keeping the line.
+    let body = match source.strip_prefix('#') {
+        Some(rest) => format!("--{rest}"),
+        None => source.to_owned(),
+    };
+    format!("local _ENV = ...; return function(...) {body}\nend")
 }
 
 fn apply_job(lua: &Lua, core: &Rc<RefCell<RunCore>>, job: Job) -> mlua::Result<()> {

@@ -456,3 +456,10 @@ fn queries_answer_without_changing_the_run() {
     let cmds = commands(e.activate(activation(vec![Job::Signal { name: "tick".into(), args: vec![] }])));
     assert!(matches!(&cmds[..], [Command::ScheduleActivity(s)] if s.seq == 1), "{cmds:?}");
 }
+
+#[test]
+fn line_numbers_survive_the_per_run_closure() {
+    let mut e = engine("#!/usr/bin/env lua\nlocal x = 1\n\nreturn { main = function()\n  error('on line five')\nend }");
+    let cmds = commands(e.activate(start(vec![])));
+    assert!(matches!(&cmds[..], [Command::FailWorkflow(f)] if f.message.contains("wf.lua:5: on line five")), "{cmds:?}");
+}
