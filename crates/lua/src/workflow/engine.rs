@@ -295,12 +295,7 @@ impl WorkflowEngine {
 /// that environment. The wrapper shares the first line with the source and the closing `end` sits
 /// on a line of its own, so line numbers stay those of the user's file.
 fn instantiable_source(source: &str) -> String {
-    // A `#!` line is only allowed at the very start of a chunk: blank it, keeping the line.
-    let body = match source.strip_prefix('#') {
-        Some(rest) => format!("--{rest}"),
-        None => source.to_owned(),
-    };
-    format!("local _ENV = ...; return function(...) {body}\nend")
+    format!("local _ENV = ...; return function(...) {source}\nend")
 }
 
 fn apply_job(lua: &Lua, core: &Rc<RefCell<RunCore>>, job: Job) -> mlua::Result<()> {

@@ -459,7 +459,7 @@ fn queries_answer_without_changing_the_run() {
 
 #[test]
 fn line_numbers_survive_the_per_run_closure() {
-    let mut e = engine("#!/usr/bin/env lua\nlocal x = 1\n\nreturn { main = function()\n  error('on line five')\nend }");
+    let mut e = engine("-- a comment\nlocal x = 1\n\nreturn { main = function()\n  error('on line five')\nend }");
     let cmds = commands(e.activate(start(vec![])));
     assert!(matches!(&cmds[..], [Command::FailWorkflow(f)] if f.message.contains("wf.lua:5: on line five")), "{cmds:?}");
 }
