@@ -58,7 +58,12 @@ fn activity_info(start: &Start, task_queue: &str) -> ActivityInfo {
     }
 }
 
-fn run_on_this_thread(catalog: &Arc<FunctionCatalog>, start: &Start, call: ActivityCall) -> Result<tempest_lua::convert::Data, Failure> {
+fn run_on_this_thread(
+    catalog: &Arc<FunctionCatalog>,
+    start: &Start,
+    call: ActivityCall,
+    stats: &LuaStats,
+) -> Result<tempest_lua::convert::Data, Failure> {
     let activity_type = start.activity_type.as_str();
     if !catalog.contains(activity_type) {
         let mut known: Vec<&str> = catalog.ids().collect();
@@ -76,10 +81,13 @@ fn run_on_this_thread(catalog: &Arc<FunctionCatalog>, start: &Start, call: Activ
         let mut vms = vms.borrow_mut();
         let vm = match vms.entry(key) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => e.insert(
-                ActivityVm::new(catalog.clone())
-                    .map_err(|e| Failure::internal(format!("cannot start the activity Lua VM: {e}")))?,
-            ),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                stats.record_activity_vm();
+                e.insert(
+                    ActivityVm::new(catalog.clone())
+                        .map_err(|e| Failure::internal(format!("cannot start the activity Lua VM: {e}")))?,
+                )
+            }
         };
         vm.call_as(activity_type, &args, context, Some(call))
     })
@@ -150,7 +158,7 @@ async fn execute(job: Job, task_token: Vec<u8>, start: Start, cancelled: Arc<Ato
             cancelled: flag,
         };
         let began = std::time::Instant::now();
-        let outcome = run_on_this_thread(&catalog, &start, call);
+        let outcome = run_on_this_thread(&catalog, &start, call, &stats);
         stats.record_activity(began.elapsed());
         outcome
     })

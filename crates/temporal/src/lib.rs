@@ -163,6 +163,7 @@ impl Running {
                 activity_calls = calls,
                 activity_lua_ms = activity_time.as_secs_f64() * 1e3,
                 workflow_lua_heap_kb = lua_heap / 1024,
+                activity_vms = running.stats.activity_vms(),
                 cached_runs,
                 "worker stopped"
             );

@@ -13,6 +13,8 @@ pub struct LuaStats {
     /// Bytes the workflow VM held after the latest activation, and cached runs then.
     workflow_heap: AtomicU64,
     cached_runs: AtomicU64,
+    /// Activity VMs created (one per blocking thread that ran an activity of this worker).
+    activity_vms: AtomicU64,
 }
 
 impl LuaStats {
@@ -29,6 +31,14 @@ impl LuaStats {
     /// `(workflow VM heap bytes, cached runs)` after the latest activation.
     pub fn workflow_memory(&self) -> (u64, u64) {
         (self.workflow_heap.load(Ordering::Relaxed), self.cached_runs.load(Ordering::Relaxed))
+    }
+
+    pub fn record_activity_vm(&self) {
+        self.activity_vms.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn activity_vms(&self) -> u64 {
+        self.activity_vms.load(Ordering::Relaxed)
     }
 
     pub fn record_activity(&self, took: Duration) {
