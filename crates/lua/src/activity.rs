@@ -45,7 +45,18 @@ impl FunctionCatalog {
     pub fn ids(&self) -> impl Iterator<Item = &str> {
         self.functions.keys().map(String::as_str)
     }
+
+    /// Whether calls of `entry_id` may block their thread: the entry may `require` a module
+    /// that waits on I/O or the clock (`http_client`, `time`). Others are pure Lua computations.
+    pub fn may_block(&self, entry_id: &str) -> bool {
+        self.functions
+            .get(entry_id)
+            .is_none_or(|f| f.modules.iter().any(|m| BLOCKING_MODULES.contains(&m.as_str())))
+    }
 }
+
+/// Modules whose functions can block the calling thread.
+const BLOCKING_MODULES: &[&str] = &["http_client", "time"];
 
 /// A VM for running activities on one thread.
 pub struct ActivityVm {

@@ -142,11 +142,12 @@ struct Job {
 /// Runs one activity task on the blocking pool and completes it.
 async fn execute(job: Job, task_token: Vec<u8>, start: Start, cancelled: Arc<AtomicBool>) {
     let Job { worker, catalog, stats, running, task_queue } = job;
+    let inline = !catalog.may_block(&start.activity_type);
     let activity_type = start.activity_type.clone();
     let heartbeat_worker = worker.clone();
     let heartbeat_token = task_token.clone();
     let flag = cancelled.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
+    let run = move || {
         let call = ActivityCall {
             info: Rc::new(activity_info(&start, &task_queue)),
             heartbeat: Rc::new(move |details: Option<tempest_lua::convert::Data>| {
@@ -161,9 +162,16 @@ async fn execute(job: Job, task_token: Vec<u8>, start: Start, cancelled: Arc<Ato
         let outcome = run_on_this_thread(&catalog, &start, call, &stats);
         stats.record_activity(began.elapsed());
         outcome
-    })
-    .await
-    .unwrap_or_else(|e| Err(Failure::internal(format!("activity thread panicked: {e}"))));
+    };
+    // Pure Lua (no module that can wait) runs right here: handing it to the blocking pool would
+    // cost more than the call. Anything that may block goes to the blocking pool.
+    let outcome = if inline {
+        run()
+    } else {
+        tokio::task::spawn_blocking(run)
+            .await
+            .unwrap_or_else(|e| Err(Failure::internal(format!("activity thread panicked: {e}"))))
+    };
     if let Ok(mut map) = running.lock() {
         map.remove(&task_token);
     }
