@@ -29,7 +29,6 @@ pub use connection::{ConnectError, is_loopback};
 pub use plan::{WorkerPlan, worker_plan};
 
 use activation::RunContext;
-use workflows::WorkflowHost;
 
 /// Why Tempest could not start or run. All variants are fatal for the command that hit them.
 #[derive(Debug, thiserror::Error)]
@@ -109,17 +108,15 @@ async fn start_worker(core: &CoreRuntime, mut plan: WorkerPlan, connection: Conn
     }
     let context = RunContext { namespace: plan.namespace.clone(), task_queue: plan.task_queue.clone() };
     let stats = Arc::new(stats::LuaStats::default());
-    let host = if plan.has_workflows() {
-        Some(WorkflowHost::start(plan.id.name(), plan.engine.clone(), context, stats.clone()).map_err(worker_error)?)
-    } else {
-        None
-    };
     let config = plan::core_config(&plan).map_err(worker_error)?;
     let worker = Arc::new(init_worker(core, config, connection).map_err(|e| worker_error(e.to_string()))?);
     worker.validate().await.map_err(|e| worker_error(format!("namespace `{}`: {e}", plan.namespace)))?;
     let mut loops = Vec::new();
-    if let Some(host) = host {
-        loops.push(tokio::spawn(workflows::poll_loop(worker.clone(), host)));
+    if plan.has_workflows() {
+        let name = plan.id.name();
+        let poll = workflows::spawn_poll_thread(name, worker.clone(), plan.engine.clone(), context, stats.clone())
+            .map_err(worker_error)?;
+        loops.push(poll);
     }
     if !plan.options.local_activity_worker_only {
         let task_queue: Arc<str> = plan.task_queue.as_str().into();

@@ -1,6 +1,7 @@
 //! The workflow half of a worker: a dedicated OS thread owns the Lua engine (Lua states are not
-//! `Send`), and the poll loop hands it activations over a channel. Polling is serial, completion
-//! is concurrent, as Core requires.
+//! `Send`). A live worker's thread runs its own poll loop on a single-threaded runtime, so an
+//! activation is processed where it was polled, without a hand-off; replay drives the engine
+//! through [`WorkflowHost`] instead. Polling is serial, completion is concurrent, as Core requires.
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -112,24 +113,72 @@ fn process(engine: &mut WorkflowEngine, activation: WorkflowActivation, context:
     (completion, None)
 }
 
-/// Polls workflow activations until Core reports shutdown.
-pub async fn poll_loop(worker: Arc<Worker>, host: WorkflowHost) -> Result<(), PollError> {
-    loop {
+/// Starts the workflow thread of a live worker: the engine and its poll loop. The returned task
+/// ends with the loop (at shutdown, after every completion was sent). Fails if a workflow source
+/// does not compile or the thread cannot start.
+pub fn spawn_poll_thread(
+    name: &str,
+    worker: Arc<Worker>,
+    config: EngineConfig,
+    context: RunContext,
+    stats: Arc<LuaStats>,
+) -> Result<tokio::task::JoinHandle<Result<(), PollError>>, String> {
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
+    let (done_tx, done_rx) = oneshot::channel::<Result<(), PollError>>();
+    thread::Builder::new()
+        .name(format!("lua-workflows-{name}"))
+        .spawn(move || {
+            let started = WorkflowEngine::new(config).map_err(|e| e.to_string()).and_then(|engine| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("cannot start the workflow thread's runtime: {e}"))?;
+                Ok((engine, runtime))
+            });
+            let (engine, runtime) = match started {
+                Ok(started) => {
+                    let _ = ready_tx.send(Ok(()));
+                    started
+                }
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            let local = tokio::task::LocalSet::new();
+            let result = local.block_on(&runtime, local_poll_loop(worker, engine, context, stats));
+            let _ = done_tx.send(result);
+        })
+        .map_err(|e| format!("cannot start the workflow thread: {e}"))?;
+    ready_rx.recv().map_err(|_| "the workflow thread stopped while starting".to_owned())??;
+    Ok(tokio::spawn(async move { done_rx.await.unwrap_or(Ok(())) }))
+}
+
+async fn local_poll_loop(
+    worker: Arc<Worker>,
+    mut engine: WorkflowEngine,
+    context: RunContext,
+    stats: Arc<LuaStats>,
+) -> Result<(), PollError> {
+    let mut completions = tokio::task::JoinSet::new();
+    let result = loop {
         let activation = match worker.poll_workflow_activation().await {
             Ok(activation) => activation,
-            Err(PollError::ShutDown) => return Ok(()),
-            Err(e) => return Err(e),
+            Err(PollError::ShutDown) => break Ok(()),
+            Err(e) => break Err(e),
         };
+        let began = std::time::Instant::now();
+        let (completion, _) = process(&mut engine, activation, &context);
+        stats.record_activation(began.elapsed());
+        stats.record_workflow_memory(engine.used_memory(), engine.cached_runs());
         let worker = worker.clone();
-        let host = host.clone();
-        let polled = std::time::Instant::now();
-        tokio::spawn(async move {
-            let (completion, _) = host.activate(activation).await;
-            let answered = polled.elapsed();
+        completions.spawn_local(async move {
             if let Err(e) = worker.complete_workflow_activation(completion).await {
                 tracing::warn!("completing a workflow activation failed: {e}");
             }
-            tracing::debug!(answered_us = answered.as_micros() as u64, completed_us = polled.elapsed().as_micros() as u64, "activation");
         });
-    }
+        while completions.try_join_next().is_some() {}
+    };
+    while completions.join_next().await.is_some() {}
+    result
 }
