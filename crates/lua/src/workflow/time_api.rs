@@ -115,6 +115,15 @@ impl UserData for Ticker {
     }
 }
 
+/// A duration argument that must be positive (timers and tickers), or the message for `nil, err`.
+fn positive_duration(function: &str, value: &Value) -> Result<i64, String> {
+    match duration_arg(value) {
+        Ok(nanos) if nanos > 0 => Ok(nanos),
+        Ok(nanos) => Err(format!("{function}: duration must be positive, got {nanos}ns")),
+        Err(message) => Err(format!("{function}: {message}")),
+    }
+}
+
 fn invalid(lua: &Lua, message: String) -> mlua::Result<(Value, Value)> {
     Ok((Value::Nil, Failure::invalid(message).push(lua)?))
 }
@@ -149,10 +158,9 @@ pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<Table> {
     module.raw_set(
         "timer",
         lua.create_function(|lua, d: Value| {
-            let nanos = match duration_arg(&d) {
-                Ok(n) if n > 0 => n,
-                Ok(n) => return invalid(lua, format!("time.timer: duration must be positive, got {n}ns")),
-                Err(message) => return invalid(lua, format!("time.timer: {message}")),
+            let nanos = match positive_duration("time.timer", &d) {
+                Ok(n) => n,
+                Err(message) => return invalid(lua, message),
             };
             let run = active_run(lua)?;
             let site = super::run::call_site(lua);
@@ -165,10 +173,9 @@ pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<Table> {
     module.raw_set(
         "ticker",
         lua.create_function(|lua, d: Value| {
-            let nanos = match duration_arg(&d) {
-                Ok(n) if n > 0 => n,
-                Ok(n) => return invalid(lua, format!("time.ticker: duration must be positive, got {n}ns")),
-                Err(message) => return invalid(lua, format!("time.ticker: {message}")),
+            let nanos = match positive_duration("time.ticker", &d) {
+                Ok(n) => n,
+                Err(message) => return invalid(lua, message),
             };
             let run = active_run(lua)?;
             let channel = Channel::new(1);
