@@ -175,15 +175,14 @@ fn retry_policy(policy: &LuaRetryPolicy) -> RetryPolicy {
 }
 
 fn schedule_activity(schedule: &tempest_lua::workflow::ScheduleActivity, context: &RunContext) -> ScheduleActivity {
-    let tempest_lua::workflow::ScheduleActivity { seq, activity_type, args, options, .. } = schedule;
-    let (seq, activity_type, options): (u32, String, &ActivityOptions) = (*seq, activity_type.clone(), options);
+    let options = &schedule.options;
     ScheduleActivity {
-        headers: context_headers(schedule.context.as_ref()),
-        seq,
-        activity_id: options.activity_id.clone().unwrap_or_else(|| seq.to_string()),
-        activity_type,
+        seq: schedule.seq,
+        activity_id: options.activity_id.clone().unwrap_or_else(|| schedule.seq.to_string()),
+        activity_type: schedule.activity_type.clone(),
         task_queue: options.task_queue.clone().unwrap_or_else(|| context.task_queue.clone()),
-        arguments: to_payloads(args),
+        headers: context_headers(schedule.context.as_ref()),
+        arguments: to_payloads(&schedule.args),
         schedule_to_close_timeout: options.schedule_to_close.and_then(proto_duration),
         schedule_to_start_timeout: options.schedule_to_start.and_then(proto_duration),
         start_to_close_timeout: options.start_to_close.and_then(proto_duration),
@@ -211,7 +210,7 @@ fn schedule_local_activity(schedule: &tempest_lua::workflow::ScheduleActivity) -
         activity_id: options.activity_id.clone().unwrap_or_else(|| schedule.seq.to_string()),
         activity_type: schedule.activity_type.clone(),
         attempt: schedule.attempt,
-        original_schedule_time: schedule.original_schedule_time.and_then(|t| t.try_into().ok()),
+        original_schedule_time: schedule.original_schedule_time.map(Into::into),
         headers: context_headers(schedule.context.as_ref()),
         arguments: to_payloads(&schedule.args),
         schedule_to_close_timeout: options.schedule_to_close.and_then(proto_duration),

@@ -48,11 +48,7 @@ impl WorkflowHost {
                     }
                 };
                 while let Ok((activation, reply)) = receiver.recv() {
-                    let began = std::time::Instant::now();
-                    let completion = process(&mut engine, activation, &context);
-                    stats.record_activation(began.elapsed());
-                    stats.record_workflow_memory(engine.used_memory(), engine.cached_runs());
-                    let _ = reply.send(completion);
+                    let _ = reply.send(process_measured(&mut engine, activation, &context, &stats));
                 }
             })
             .map_err(|e| format!("cannot start the workflow thread: {e}"))?;
@@ -74,6 +70,20 @@ impl WorkflowHost {
 
 fn task_failure(run_id: String, message: String) -> WorkflowActivationCompletion {
     WorkflowActivationCompletion::fail(run_id, ProtoFailure::application_failure(message, false), None)
+}
+
+/// [`process`], with its time and the VM's memory recorded in `stats`.
+fn process_measured(
+    engine: &mut WorkflowEngine,
+    activation: WorkflowActivation,
+    context: &RunContext,
+    stats: &LuaStats,
+) -> Outcome {
+    let began = std::time::Instant::now();
+    let outcome = process(engine, activation, context);
+    stats.record_activation(began.elapsed());
+    stats.record_workflow_memory(engine.used_memory(), engine.cached_runs());
+    outcome
 }
 
 fn process(engine: &mut WorkflowEngine, activation: WorkflowActivation, context: &RunContext) -> Outcome {
@@ -167,10 +177,7 @@ async fn local_poll_loop(
             Err(PollError::ShutDown) => break Ok(()),
             Err(e) => break Err(e),
         };
-        let began = std::time::Instant::now();
-        let (completion, _) = process(&mut engine, activation, &context);
-        stats.record_activation(began.elapsed());
-        stats.record_workflow_memory(engine.used_memory(), engine.cached_runs());
+        let (completion, _) = process_measured(&mut engine, activation, &context, &stats);
         let worker = worker.clone();
         completions.spawn_local(async move {
             if let Err(e) = worker.complete_workflow_activation(completion).await {

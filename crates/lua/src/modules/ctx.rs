@@ -43,7 +43,6 @@ pub fn register(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(|lua, ()| {
             let map = current(lua).map(|m| serde_json::Value::Object((*m).clone())).unwrap_or(serde_json::json!({}));
             let table = json_to_lua(lua, &map)?;
-            // An empty context is an empty table, not an array.
             Ok((table, Value::Nil))
         })?,
     )?;
