@@ -62,7 +62,8 @@ impl std::fmt::Debug for Running {
 }
 
 /// Connects the clients and starts every `auto_start` worker, in the registry's start order.
-/// Must be called inside a multi-thread tokio runtime.
+/// Must be called inside a tokio runtime; on a current-thread runtime, inside a `LocalSet` (the
+/// workflow engines then run on that thread).
 pub async fn start(registry: &Registry) -> Result<Running, RunError> {
     let core = CoreRuntime::new_assume_tokio(
         RuntimeOptions::builder()
@@ -114,7 +115,7 @@ async fn start_worker(core: &CoreRuntime, mut plan: WorkerPlan, connection: Conn
     let mut loops = Vec::new();
     if plan.has_workflows() {
         let name = plan.id.name();
-        let poll = workflows::spawn_poll_thread(name, worker.clone(), plan.engine.clone(), context, stats.clone())
+        let poll = workflows::spawn_poll_loop(name, worker.clone(), plan.engine.clone(), context, stats.clone())
             .map_err(worker_error)?;
         loops.push(poll);
     }

@@ -1,7 +1,9 @@
-//! The workflow half of a worker: a dedicated OS thread owns the Lua engine (Lua states are not
-//! `Send`). A live worker's thread runs its own poll loop on a single-threaded runtime, so an
-//! activation is processed where it was polled, without a hand-off; replay drives the engine
-//! through [`WorkflowHost`] instead. Polling is serial, completion is concurrent, as Core requires.
+//! The workflow half of a worker: one thread owns the Lua engine (Lua states are not `Send`) and
+//! runs the worker's workflow poll loop, so an activation is processed where it was polled,
+//! without a hand-off. On a current-thread runtime (`tempest run`) that is the runtime's own
+//! thread; on a multi-thread runtime the loop gets a dedicated thread with a single-threaded
+//! runtime. Replay drives the engine through [`WorkflowHost`] instead. Polling is serial,
+//! completion is concurrent, as Core requires.
 
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -123,10 +125,25 @@ fn process(engine: &mut WorkflowEngine, activation: WorkflowActivation, context:
     (completion, None)
 }
 
-/// Starts the workflow thread of a live worker: the engine and its poll loop. The returned task
-/// ends with the loop (at shutdown, after every completion was sent). Fails if a workflow source
-/// does not compile or the thread cannot start.
-pub fn spawn_poll_thread(
+/// Starts the engine and the workflow poll loop of a live worker: as a local task when the current
+/// runtime is single-threaded (the caller must be inside a `LocalSet`), else on a thread of its
+/// own. The returned task ends with the loop (at shutdown, after every completion was sent).
+/// Fails if a workflow source does not compile or the thread cannot start.
+pub fn spawn_poll_loop(
+    name: &str,
+    worker: Arc<Worker>,
+    config: EngineConfig,
+    context: RunContext,
+    stats: Arc<LuaStats>,
+) -> Result<tokio::task::JoinHandle<Result<(), PollError>>, String> {
+    if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+        let engine = WorkflowEngine::new(config).map_err(|e| e.to_string())?;
+        return Ok(tokio::task::spawn_local(local_poll_loop(worker, engine, context, stats)));
+    }
+    spawn_poll_thread(name, worker, config, context, stats)
+}
+
+fn spawn_poll_thread(
     name: &str,
     worker: Arc<Worker>,
     config: EngineConfig,
