@@ -32,19 +32,26 @@ PYTHON = ROOT / ".tools/venv/bin/python"
 # The floor and its variants (bench/floor_variants.py), as bench/run copies them after building.
 FLOOR = ROOT / "target/core-floor/bin/core-floor"
 FLOOR_NOGZIP = ROOT / "target/core-floor/bin/core-floor-nogzip"
+FLOOR_ST = ROOT / "target/core-floor/bin/core-floor-nogzip-st"
 FLOOR_MEMORY = ROOT / "target/core-floor/bin/core-floor-memory"
 TEMPEST = Path(os.environ.get("TEMPEST_BIN") or ROOT / "target/release/tempest")
-KINDS = ("floor", "floor-nogzip", "tempest", "python", "typescript")
+KINDS = ("floor", "floor-nogzip", "floor-st", "tempest", "python", "typescript")
 
 # What each worker runs with; shown under the table and stored in the JSON.
 COMMON = "1000 cached wf, 100 wf-task / 100 activity slots, 5+5 pollers, sticky 10s"
 SETTINGS = {
     "floor": f"core-floor (Core 0.10.1, hard-coded state machine): {COMMON}; eager activities on (Core default); gzip on (Core default)",
     "floor-nogzip": f"core-floor with gRPC compression off, as Tempest uses on loopback: {COMMON}",
-    "tempest": f"tempest run bench/tempest: {COMMON}; eager activities on (Tempest default); RUST_LOG unset (info)",
+    "floor-st": f"core-floor with gRPC compression off on a single-threaded tokio runtime, as Tempest runs: {COMMON}",
+    "tempest": f"tempest run bench/tempest: {COMMON}; eager activities on (Tempest default); gzip off on loopback, "
+               "one thread for Core and Lua (Tempest defaults); RUST_LOG unset (info)",
     "python": f"Python SDK 1.35.0 (sandboxed workflows): {COMMON}",
     "typescript": f"TypeScript SDK 1.24.0 (reuseV8Context default): {COMMON}",
 }
+
+
+# The floor variant with the same Core settings as each kind (no gzip on loopback, one thread).
+LIKE_FLOOR = {"tempest": "floor-st"}
 
 
 def worker_argv(kind: str, task_queue: str, address: str, memory: bool = False):
@@ -54,6 +61,8 @@ def worker_argv(kind: str, task_queue: str, address: str, memory: bool = False):
         return [str(FLOOR_MEMORY if memory else FLOOR), task_queue, address], {}, "READY"
     if kind == "floor-nogzip":
         return [str(FLOOR_NOGZIP), task_queue, address], {}, "READY"
+    if kind == "floor-st":
+        return [str(FLOOR_ST), task_queue, address], {}, "READY"
     if kind == "tempest":
         project = BENCH / ("tempest-memory" if memory else "tempest")
         return [str(TEMPEST), "run", str(project)], env, "worker started"
@@ -287,15 +296,18 @@ def summarize(rows: list[dict]) -> list[dict]:
     for kind in kinds:
         runs = [r for r in rows if r["kind"] == kind]
         means.append({"kind": kind, "runs": len(runs), **{k: statistics.mean(r[k] for r in runs) for k in keys}})
-    floor = next((m for m in means if m["kind"] == "floor"), None)
-    nogzip = next((m for m in means if m["kind"] == "floor-nogzip"), None)
+    by_kind = {m["kind"]: m for m in means}
+    floor = by_kind.get("floor")
     for m in means:
         m["cpu_x_floor"] = ratio(m["cpu_ms_per_wf"], floor and floor["cpu_ms_per_wf"])
-        # Against the floor with the same transport settings as Tempest (no gzip on loopback).
-        m["cpu_x_floor_nogzip"] = ratio(m["cpu_ms_per_wf"], nogzip and nogzip["cpu_ms_per_wf"])
-        m["wf_per_s_x_floor_nogzip"] = ratio(m["wf_per_s"], nogzip and nogzip["wf_per_s"])
         m["wf_per_s_x_floor"] = ratio(m["wf_per_s"], floor and floor["wf_per_s"])
         m["rss_x_floor"] = ratio(m["peak_rss_mb"], floor and floor["peak_rss_mb"])
+        # Against the floor built with the same Core settings (transport, runtime): the cost of
+        # the language layer alone.
+        like = by_kind.get(LIKE_FLOOR.get(m["kind"], ""))
+        m["like_floor"] = like and like["kind"]
+        m["cpu_x_like_floor"] = ratio(m["cpu_ms_per_wf"], like and like["cpu_ms_per_wf"])
+        m["wf_per_s_x_like_floor"] = ratio(m["wf_per_s"], like and like["wf_per_s"])
     return means
 
 
@@ -312,14 +324,15 @@ def print_throughput(rows, means, n):
         print(f"{r['kind']:<13}{r['run']:>4}{r['wall_s']:>8.2f}{r['startup_s']:>8.2f}{r['wf_per_s']:>8.1f}"
               f"{r['cpu_ms_per_wf']:>10.2f}{r['peak_rss_mb']:>9.1f}{r['transitions_per_wf']:>9.1f}"
               f"{fmt(r['lua_ms_per_wf'], '.3f'):>10}{r['server_cpu_ms_per_wf']:>10.2f}")
-    print("\nMeans per worker, ratios against the floor's mean (x) and the no-gzip floor's (x0):")
+    print("\nMeans per worker, ratios against the floor's mean (x) and against the floor variant with the "
+          "same Core settings (x=: tempest vs floor-st):")
     print(f"{'worker':<13}{'runs':>5}{'wf/s':>8}{'CPU ms/wf':>10}{'peak MB':>9}{'trans/wf':>9}"
-          f"{'CPU x':>8}{'wf/s x':>8}{'RSS x':>8}{'CPU x0':>8}{'wf/s x0':>9}")
+          f"{'CPU x':>8}{'wf/s x':>8}{'RSS x':>8}{'CPU x=':>8}{'wf/s x=':>9}")
     for m in means:
         print(f"{m['kind']:<13}{m['runs']:>5}{m['wf_per_s']:>8.1f}{m['cpu_ms_per_wf']:>10.2f}"
               f"{m['peak_rss_mb']:>9.1f}{m['transitions_per_wf']:>9.1f}{fmt(m['cpu_x_floor'], '.2f'):>8}"
               f"{fmt(m['wf_per_s_x_floor'], '.2f'):>8}{fmt(m['rss_x_floor'], '.2f'):>8}"
-              f"{fmt(m['cpu_x_floor_nogzip'], '.2f'):>8}{fmt(m['wf_per_s_x_floor_nogzip'], '.2f'):>9}")
+              f"{fmt(m['cpu_x_like_floor'], '.2f'):>8}{fmt(m['wf_per_s_x_like_floor'], '.2f'):>9}")
     print("\nSettings:")
     for kind in dict.fromkeys(r["kind"] for r in rows):
         print(f"  {kind}: {SETTINGS[kind]}")
@@ -347,7 +360,8 @@ def plan(args) -> list[tuple[str, int]]:
         sys.exit(f"unknown worker kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
     order = []
     for i in range(args.interleave):
-        pair = ("tempest", "floor-nogzip", "floor") if args.abba and i % 2 else ("floor", "floor-nogzip", "tempest")
+        forward = ("floor", "floor-nogzip", "floor-st", "tempest")
+        pair = forward[::-1] if args.abba and i % 2 else forward
         order += [(k, i + 1) for k in pair if k in kinds]
     order += [(k, 1) for k in ("python", "typescript") if k in kinds]
     return order

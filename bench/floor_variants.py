@@ -4,6 +4,8 @@
                                            memory floor: Core's own cost per cached run), cache 12000
     floor_variants.py SRC DEST nogzip   -> a copy that does not gzip its gRPC traffic, as Tempest on
                                            a loopback address, for a like-for-like CPU ratio
+    floor_variants.py SRC DEST nogzip+st -> also on a single-threaded tokio runtime, as Tempest runs
+Variants combine with `+`.
 """
 import shutil
 import sys
@@ -23,6 +25,15 @@ def main() -> None:
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns("target"))
     main_rs = dest / "src/main.rs"
     text = main_rs.read_text()
+    for one in variant.split("+"):
+        text = apply(text, one)
+    main_rs.write_text(text)
+    # The copy lives under this repository's target/: keep it out of the Tempest workspace.
+    manifest = dest / "Cargo.toml"
+    manifest.write_text(manifest.read_text() + "\n[workspace]\n")
+
+
+def apply(text: str, variant: str) -> str:
     if variant == "memory":
         text = patch(text, '''                if init.workflow_type != "BenchWorkflow" {''', '''                if init.workflow_type == "BenchSignalWorkflow" {
                     // Waits for a signal forever: a cached run with nothing to do.
@@ -36,12 +47,25 @@ def main() -> None:
     elif variant == "nogzip":
         text = patch(text, ".connect_timeout(Duration::from_secs(5))",
                      ".connect_timeout(Duration::from_secs(5))\n        .grpc_compression(temporalio_client::GrpcCompression::None)")
+    elif variant == "st":
+        text = patch(text, """    let runtime = CoreRuntime::new(
+        RuntimeOptions::builder().telemetry_options(telemetry).build().map_err(|e| anyhow!(e))?,
+        TokioRuntimeBuilder::default(),
+    )?;
+    let handle = runtime.tokio_handle();
+    handle.block_on(run(&runtime, &tq, &url))""", """    // Everything on one thread: Core, gRPC and the workflow loop.
+    let tokio_runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    tokio_runtime.block_on(async {
+        let runtime = CoreRuntime::new_assume_tokio(
+            RuntimeOptions::builder().telemetry_options(telemetry).build().map_err(|e| anyhow!(e))?,
+        )?;
+        run(&runtime, &tq, &url).await
+    })""")
+        text = patch(text, "CoreRuntime, PollError, PollerBehavior, RuntimeOptions, TokioRuntimeBuilder, Worker,",
+                     "CoreRuntime, PollError, PollerBehavior, RuntimeOptions, Worker,")
     else:
         raise SystemExit(f"floor_variants: unknown variant {variant}")
-    main_rs.write_text(text)
-    # The copy lives under this repository's target/: keep it out of the Tempest workspace.
-    manifest = dest / "Cargo.toml"
-    manifest.write_text(manifest.read_text() + "\n[workspace]\n")
+    return text
 
 
 if __name__ == "__main__":
