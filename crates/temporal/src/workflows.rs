@@ -140,16 +140,6 @@ pub fn spawn_poll_loop(
         let engine = WorkflowEngine::new(config).map_err(|e| e.to_string())?;
         return Ok(tokio::task::spawn_local(local_poll_loop(worker, engine, context, stats)));
     }
-    spawn_poll_thread(name, worker, config, context, stats)
-}
-
-fn spawn_poll_thread(
-    name: &str,
-    worker: Arc<Worker>,
-    config: EngineConfig,
-    context: RunContext,
-    stats: Arc<LuaStats>,
-) -> Result<tokio::task::JoinHandle<Result<(), PollError>>, String> {
     let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let (done_tx, done_rx) = oneshot::channel::<Result<(), PollError>>();
     thread::Builder::new()
