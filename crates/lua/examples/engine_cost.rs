@@ -53,7 +53,7 @@ fn next_job(completion: Completion) -> Option<Job> {
 }
 
 /// As a worker with a backlog sees them: 500 runs in flight, one activation of each in turn, a
-/// run evicted when it completes (`engine_cost N interleaved [POLLUTE_KB]`).
+/// run evicted when it completes (`engine_cost N interleaved [KB]`).
 fn interleaved(engine: &mut WorkflowEngine, n: usize) {
     const IN_FLIGHT: usize = 500;
     let started = Instant::now();
@@ -114,13 +114,7 @@ fn main() {
         // Runs blocked on their first activity, as a busy worker caches them.
         let before = engine.used_memory();
         for i in 0..n {
-            let init = Job::Initialize {
-                info: WorkflowInfo { workflow_id: format!("wf-{i}"), workflow_type: "BenchWorkflow".into(), ..Default::default() },
-                args: vec![Data::Json(json!("x"))],
-                randomness_seed: i as u64,
-                context: None,
-            };
-            engine.activate(activation(&format!("run-{i}"), vec![init]));
+            engine.activate(activation(&format!("run-{i}"), vec![init(i)]));
         }
         let used = engine.used_memory();
         engine.collect_garbage();
@@ -139,13 +133,7 @@ fn main() {
     let mut cached = Vec::new();
     for i in 0..n {
         let run_id = format!("run-{i}");
-        let init = Job::Initialize {
-            info: WorkflowInfo { workflow_id: format!("wf-{i}"), workflow_type: "BenchWorkflow".into(), ..Default::default() },
-            args: vec![Data::Json(json!("x"))],
-            randomness_seed: i as u64,
-            context: None,
-        };
-        let mut completion = engine.activate(activation(&run_id, vec![init]));
+        let mut completion = engine.activate(activation(&run_id, vec![init(i)]));
         let mut seq_result = String::new();
         loop {
             let Completion::Commands(commands) = completion else { panic!("task failed") };
