@@ -109,7 +109,7 @@ impl UserData for Future {
             }
             state.cancel_requested = true;
             let run = active_run(lua)?;
-            let site = super::run::command_site(lua, &run);
+            let site = super::run::command_site(lua, run.borrow().replaying);
             run.borrow_mut().issue(Command::RequestCancelActivity { seq: state.seq, local: state.local }, site);
             Ok(true)
         });
@@ -376,7 +376,7 @@ fn start_activity(
         schedule: local.then(|| schedule.clone()),
     }));
     run.activities.insert(seq, state.clone());
-    let site = if run.replaying { super::run::call_site(lua) } else { None };
+    let site = super::run::command_site(lua, run.replaying);
     run.issue(Command::ScheduleActivity(Box::new(schedule)), site);
     let future = lua.create_userdata(Future { state, channel_ud })?;
     Ok((Value::UserData(future), Value::Nil))

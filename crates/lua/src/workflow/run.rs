@@ -23,8 +23,8 @@ pub(crate) struct ActiveRun(pub(crate) Rc<RefCell<RunCore>>);
 
 /// Where the command being issued comes from, for nondeterminism reports. Only a replaying run
 /// can diverge from its history, so a run executing new code pays nothing for it.
-pub(crate) fn command_site(lua: &Lua, run: &RefCell<RunCore>) -> Option<String> {
-    if run.try_borrow().is_ok_and(|run| run.replaying) { call_site(lua) } else { None }
+pub(crate) fn command_site(lua: &Lua, replaying: bool) -> Option<String> {
+    if replaying { call_site(lua) } else { None }
 }
 
 /// The innermost user Lua frame on the stack (`file.lua:12`), skipping Tempest's own frames.

@@ -77,13 +77,13 @@ impl UserData for Timer {
         methods.add_method("response", |_, this, ()| Ok(this.channel_ud.clone()));
         methods.add_method_mut("stop", |lua, this, ()| {
             let run = active_run(lua)?;
-            let site = super::run::command_site(lua, &run);
+            let site = super::run::command_site(lua, run.borrow().replaying);
             Ok(cancel_timer(&mut run.borrow_mut(), this.seq, site))
         });
         methods.add_method_mut("reset", |lua, this, d: Value| {
             let nanos = duration_arg(&d).map_err(mlua::Error::runtime)?;
             let run = active_run(lua)?;
-            let site = super::run::command_site(lua, &run);
+            let site = super::run::command_site(lua, run.borrow().replaying);
             let mut run = run.borrow_mut();
             let was_active = cancel_timer(&mut run, this.seq, site.clone());
             this.seq = start_timer(&mut run, nanos, TimerTarget::Once(this.channel.clone()), site);
@@ -109,7 +109,7 @@ impl UserData for Ticker {
                 return Ok(false);
             }
             state.stopped = true;
-            let site = super::run::command_site(lua, &run);
+            let site = super::run::command_site(lua, run.borrow().replaying);
             Ok(cancel_timer(&mut run.borrow_mut(), state.current_seq, site))
         });
     }
@@ -137,7 +137,7 @@ pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<Table> {
             Err(message) => return invalid(lua, format!("time.after: {message}")),
         };
         let run = active_run(lua)?;
-        let site = super::run::command_site(lua, &run);
+        let site = super::run::command_site(lua, run.borrow().replaying);
         let channel = Channel::new(1);
         start_timer(&mut run.borrow_mut(), nanos, TimerTarget::Once(channel.clone()), site);
         Ok((Value::UserData(channel_userdata(lua, &channel)?), Value::Nil))
@@ -163,7 +163,7 @@ pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<Table> {
                 Err(message) => return invalid(lua, message),
             };
             let run = active_run(lua)?;
-            let site = super::run::command_site(lua, &run);
+            let site = super::run::command_site(lua, run.borrow().replaying);
             let channel = Channel::new(1);
             let seq = start_timer(&mut run.borrow_mut(), nanos, TimerTarget::Once(channel.clone()), site);
             let channel_ud = channel_userdata(lua, &channel)?;
@@ -181,7 +181,7 @@ pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<Table> {
             let channel = Channel::new(1);
             let state = Rc::new(RefCell::new(TickerState::default()));
             let period = Duration::from_nanos(nanos as u64);
-            let site = super::run::command_site(lua, &run);
+            let site = super::run::command_site(lua, run.borrow().replaying);
             let seq = start_timer(
                 &mut run.borrow_mut(),
                 nanos,
