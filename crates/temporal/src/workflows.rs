@@ -35,26 +35,11 @@ impl WorkflowHost {
     /// Starts the engine thread; fails if a workflow source does not compile.
     pub fn start(name: &str, config: EngineConfig, context: RunContext, stats: Arc<LuaStats>) -> Result<Self, String> {
         let (sender, receiver) = mpsc::channel::<(WorkflowActivation, Reply)>();
-        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
-        thread::Builder::new()
-            .name(format!("lua-workflows-{name}"))
-            .spawn(move || {
-                let mut engine = match WorkflowEngine::new(config) {
-                    Ok(engine) => {
-                        let _ = ready_tx.send(Ok(()));
-                        engine
-                    }
-                    Err(e) => {
-                        let _ = ready_tx.send(Err(e.to_string()));
-                        return;
-                    }
-                };
-                while let Ok((activation, reply)) = receiver.recv() {
-                    let _ = reply.send(process_measured(&mut engine, activation, &context, &stats));
-                }
-            })
-            .map_err(|e| format!("cannot start the workflow thread: {e}"))?;
-        ready_rx.recv().map_err(|_| "the workflow thread stopped while starting".to_owned())??;
+        spawn_engine_thread(name, config, Ok, move |mut engine| {
+            while let Ok((activation, reply)) = receiver.recv() {
+                let _ = reply.send(process_measured(&mut engine, activation, &context, &stats));
+            }
+        })?;
         Ok(WorkflowHost { sender })
     }
 
@@ -140,35 +125,45 @@ pub fn spawn_poll_loop(
         let engine = WorkflowEngine::new(config).map_err(|e| e.to_string())?;
         return Ok(tokio::task::spawn_local(local_poll_loop(worker, engine, context, stats)));
     }
-    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     let (done_tx, done_rx) = oneshot::channel::<Result<(), PollError>>();
+    let with_runtime = |engine| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the workflow thread's runtime: {e}"))?;
+        Ok((engine, runtime))
+    };
+    spawn_engine_thread(name, config, with_runtime, move |(engine, runtime)| {
+        let local = tokio::task::LocalSet::new();
+        let result = local.block_on(&runtime, local_poll_loop(worker, engine, context, stats));
+        let _ = done_tx.send(result);
+    })?;
+    Ok(tokio::spawn(async move { done_rx.await.unwrap_or(Ok(())) }))
+}
+
+/// Starts the thread `lua-workflows-<name>`, which builds the engine, prepares it with `setup`
+/// and then runs `body`; returns once `setup` is done, with its error if the engine or the setup
+/// failed.
+fn spawn_engine_thread<S>(
+    name: &str,
+    config: EngineConfig,
+    setup: impl FnOnce(WorkflowEngine) -> Result<S, String> + Send + 'static,
+    body: impl FnOnce(S) + Send + 'static,
+) -> Result<(), String> {
+    let (ready_tx, ready_rx) = mpsc::channel::<Result<(), String>>();
     thread::Builder::new()
         .name(format!("lua-workflows-{name}"))
-        .spawn(move || {
-            let started = WorkflowEngine::new(config).map_err(|e| e.to_string()).and_then(|engine| {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| format!("cannot start the workflow thread's runtime: {e}"))?;
-                Ok((engine, runtime))
-            });
-            let (engine, runtime) = match started {
-                Ok(started) => {
-                    let _ = ready_tx.send(Ok(()));
-                    started
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                    return;
-                }
-            };
-            let local = tokio::task::LocalSet::new();
-            let result = local.block_on(&runtime, local_poll_loop(worker, engine, context, stats));
-            let _ = done_tx.send(result);
+        .spawn(move || match WorkflowEngine::new(config).map_err(|e| e.to_string()).and_then(setup) {
+            Ok(prepared) => {
+                let _ = ready_tx.send(Ok(()));
+                body(prepared);
+            }
+            Err(e) => {
+                let _ = ready_tx.send(Err(e));
+            }
         })
         .map_err(|e| format!("cannot start the workflow thread: {e}"))?;
-    ready_rx.recv().map_err(|_| "the workflow thread stopped while starting".to_owned())??;
-    Ok(tokio::spawn(async move { done_rx.await.unwrap_or(Ok(())) }))
+    ready_rx.recv().map_err(|_| "the workflow thread stopped while starting".to_owned())?
 }
 
 async fn local_poll_loop(
