@@ -29,11 +29,15 @@ ROOT = BENCH.parent
 OUT = BENCH / "out"
 TEMPORAL = ROOT / ".tools/venv/bin/temporal"
 PYTHON = ROOT / ".tools/venv/bin/python"
-# The floor and its variants (bench/floor_variants.py), as bench/run copies them after building.
-FLOOR = ROOT / "target/core-floor/bin/core-floor"
-FLOOR_NOGZIP = ROOT / "target/core-floor/bin/core-floor-nogzip"
-FLOOR_ST = ROOT / "target/core-floor/bin/core-floor-nogzip-st"
-FLOOR_MEMORY = ROOT / "target/core-floor/bin/core-floor-memory"
+# The floor and its variants (bench/floor_variants.py), by kind, as bench/run copies them after
+# building; the memory section runs the signal-blocked variant.
+FLOOR_BIN = ROOT / "target/core-floor/bin"
+FLOORS = {
+    "floor": FLOOR_BIN / "core-floor",
+    "floor-nogzip": FLOOR_BIN / "core-floor-nogzip",
+    "floor-st": FLOOR_BIN / "core-floor-nogzip-st",
+}
+FLOOR_MEMORY = FLOOR_BIN / "core-floor-memory"
 TEMPEST = Path(os.environ.get("TEMPEST_BIN") or ROOT / "target/release/tempest")
 KINDS = ("floor", "floor-nogzip", "floor-st", "tempest", "python", "typescript")
 
@@ -44,7 +48,7 @@ SETTINGS = {
     "floor-nogzip": f"core-floor with gRPC compression off, as Tempest uses on loopback: {COMMON}",
     "floor-st": f"core-floor with gRPC compression off on a single-threaded tokio runtime, as Tempest runs: {COMMON}",
     "tempest": f"tempest run bench/tempest: {COMMON}; eager activities on (Tempest default); gzip off on loopback, "
-               "one thread for Core and Lua (Tempest defaults); RUST_LOG unset (info)",
+               "one thread for Core and Lua (Tempest defaults); RUST_LOG unset (Tempest's default filter)",
     "python": f"Python SDK 1.35.0 (sandboxed workflows): {COMMON}",
     "typescript": f"TypeScript SDK 1.24.0 (reuseV8Context default): {COMMON}",
 }
@@ -57,12 +61,9 @@ LIKE_FLOOR = {"tempest": "floor-st"}
 def worker_argv(kind: str, task_queue: str, address: str, memory: bool = False):
     """argv, extra env and ready marker of one worker process."""
     env = {"TEMPORAL_ADDRESS": address, "BENCH_TASK_QUEUE": task_queue}
-    if kind == "floor":
-        return [str(FLOOR_MEMORY if memory else FLOOR), task_queue, address], {}, "READY"
-    if kind == "floor-nogzip":
-        return [str(FLOOR_NOGZIP), task_queue, address], {}, "READY"
-    if kind == "floor-st":
-        return [str(FLOOR_ST), task_queue, address], {}, "READY"
+    if kind in FLOORS:
+        binary = FLOOR_MEMORY if memory else FLOORS[kind]
+        return [str(binary), task_queue, address], {}, "READY"
     if kind == "tempest":
         project = BENCH / ("tempest-memory" if memory else "tempest")
         return [str(TEMPEST), "run", str(project)], env, "worker started"
