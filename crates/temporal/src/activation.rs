@@ -9,7 +9,7 @@ use tempest_lua::workflow::{
 };
 use temporalio_common::protos::coresdk::activity_result::activity_resolution::Status as Resolution;
 use temporalio_common::protos::coresdk::workflow_activation::{
-    WorkflowActivation, workflow_activation_job::Variant as JobVariant,
+    WorkflowActivation, remove_from_cache::EvictionReason, workflow_activation_job::Variant as JobVariant,
 };
 use temporalio_common::protos::coresdk::workflow_commands::{
     ActivityCancellationType, CancelTimer, CompleteWorkflowExecution, FailWorkflowExecution, QueryResult,
@@ -33,8 +33,8 @@ pub struct RunContext {
 pub enum Translated {
     /// Feed this to the engine.
     Run(Activation),
-    /// Core evicted the run; answer with an empty completion.
-    Evict { reason: String },
+    /// Core evicted the run; answer with an empty completion. `cache_full`: only to make room.
+    Evict { reason: String, cache_full: bool },
     /// Answer without running Lua: these commands (e.g. a failed start), or a task failure.
     Immediate(Vec<CommandVariant>),
     TaskFailure(String),
@@ -62,7 +62,9 @@ pub fn translate(activation: WorkflowActivation, context: &RunContext) -> (Trans
         let Some(variant) = job.variant else { continue };
         match variant {
             JobVariant::RemoveFromCache(evict) => {
-                return (Translated::Evict { reason: format!("{:?}: {}", evict.reason(), evict.message) }, vec![]);
+                let reason = evict.reason();
+                let cache_full = reason == EvictionReason::CacheFull;
+                return (Translated::Evict { reason: format!("{reason:?}: {}", evict.message), cache_full }, vec![]);
             }
             JobVariant::InitializeWorkflow(init) => {
                 let args = match from_payloads(&init.arguments, "argument") {

@@ -13,6 +13,7 @@ mod plan;
 mod stats;
 pub mod history_file;
 pub mod replay;
+mod parking;
 mod workflows;
 
 use std::collections::HashMap;
@@ -26,7 +27,9 @@ use temporalio_sdk_core::{CoreRuntime, RuntimeOptions, Worker, init_worker};
 use tokio::task::JoinHandle;
 
 pub use connection::{ConnectError, is_loopback};
+pub use parking::ParkingStats;
 pub use plan::{WorkerPlan, worker_plan};
+pub use stats::ParkingSnapshot;
 
 use activation::RunContext;
 
@@ -115,7 +118,14 @@ async fn start_worker(core: &CoreRuntime, mut plan: WorkerPlan, connection: Conn
     let mut loops = Vec::new();
     if plan.has_workflows() {
         let name = plan.id.name();
-        let poll = workflows::spawn_poll_loop(name, worker.clone(), plan.engine.clone(), context, stats.clone())
+        let poll = workflows::spawn_poll_loop(
+            name,
+            worker.clone(),
+            plan.engine.clone(),
+            plan.options.max_parked_workflows,
+            context,
+            stats.clone(),
+        )
             .map_err(worker_error)?;
         loops.push(poll);
     }
@@ -134,6 +144,11 @@ async fn start_worker(core: &CoreRuntime, mut plan: WorkerPlan, connection: Conn
 }
 
 impl Running {
+    /// Parked runs and what parking did so far, per worker (`max_parked_workflows`).
+    pub fn parking(&self) -> Vec<(EntryId, ParkingSnapshot)> {
+        self.workers.iter().map(|w| (w.id.clone(), w.stats.parking())).collect()
+    }
+
     /// Stops polling, lets in-flight tasks finish, and releases the workers (reverse start order).
     pub async fn shutdown(self) {
         for running in self.workers.iter().rev() {
@@ -154,6 +169,7 @@ impl Running {
             }
             let (activations, workflow_time, calls, activity_time) = running.stats.snapshot();
             let (lua_heap, cached_runs) = running.stats.workflow_memory();
+            let parked = running.stats.parking();
             tracing::info!(
                 worker = %running.id,
                 activations,
@@ -163,6 +179,10 @@ impl Running {
                 workflow_lua_heap_kb = lua_heap / 1024,
                 activity_vms = running.stats.activity_vms(),
                 cached_runs,
+                parked_runs = parked.runs,
+                parked = parked.stats.parked,
+                woken = parked.stats.woken,
+                rebuilt = parked.stats.rebuilt,
                 "worker stopped"
             );
         }

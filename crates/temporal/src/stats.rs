@@ -4,6 +4,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::parking::ParkingStats;
+
+/// Parked runs now, and what parking did so far.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ParkingSnapshot {
+    pub runs: usize,
+    pub stats: ParkingStats,
+}
+
 #[derive(Debug, Default)]
 pub struct LuaStats {
     workflow_activations: AtomicU64,
@@ -13,6 +22,8 @@ pub struct LuaStats {
     /// Bytes the workflow VM held after the latest activation, and cached runs then.
     workflow_heap: AtomicU64,
     cached_runs: AtomicU64,
+    /// Parking counters and parked runs after the latest activation.
+    parking: std::sync::Mutex<ParkingSnapshot>,
     /// Activity VMs created (one per blocking thread that ran an activity of this worker).
     activity_vms: AtomicU64,
 }
@@ -31,6 +42,16 @@ impl LuaStats {
     /// `(workflow VM heap bytes, cached runs)` after the latest activation.
     pub fn workflow_memory(&self) -> (u64, u64) {
         (self.workflow_heap.load(Ordering::Relaxed), self.cached_runs.load(Ordering::Relaxed))
+    }
+
+    pub fn record_parking(&self, stats: ParkingStats, runs: usize) {
+        if let Ok(mut snapshot) = self.parking.lock() {
+            *snapshot = ParkingSnapshot { runs, stats };
+        }
+    }
+
+    pub fn parking(&self) -> ParkingSnapshot {
+        self.parking.lock().map(|s| *s).unwrap_or_default()
     }
 
     pub fn record_activity_vm(&self) {

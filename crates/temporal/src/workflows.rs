@@ -10,13 +10,16 @@ use std::sync::mpsc;
 use std::thread;
 
 use tempest_lua::workflow::{Completion, EngineConfig, TaskFailure, WorkflowEngine};
-use temporalio_common::protos::coresdk::workflow_activation::WorkflowActivation;
+use temporalio_common::protos::coresdk::workflow_activation::{
+    WorkflowActivation, workflow_activation_job::Variant as JobVariant,
+};
 use temporalio_common::protos::coresdk::workflow_completion::WorkflowActivationCompletion;
 use temporalio_common::protos::temporal::api::failure::v1::Failure as ProtoFailure;
 use temporalio_sdk_core::{PollError, Worker};
 use tokio::sync::oneshot;
 
 use crate::activation::{RunContext, Translated, commands, translate};
+use crate::parking::{Parking, Wake, job_keys};
 use crate::stats::LuaStats;
 
 /// The completion, and for a nondeterminism eviction the Lua lines of the diverging run's last
@@ -36,8 +39,9 @@ impl WorkflowHost {
     pub fn start(name: &str, config: EngineConfig, context: RunContext, stats: Arc<LuaStats>) -> Result<Self, String> {
         let (sender, receiver) = mpsc::channel::<(WorkflowActivation, Reply)>();
         spawn_engine_thread(name, config, Ok, move |mut engine| {
+            let mut parking = Parking::new(0);
             while let Ok((activation, reply)) = receiver.recv() {
-                let _ = reply.send(process_measured(&mut engine, activation, &context, &stats));
+                let _ = reply.send(process_measured(&mut engine, &mut parking, activation, &context, &stats));
             }
         })?;
         Ok(WorkflowHost { sender })
@@ -62,22 +66,56 @@ fn task_failure(run_id: String, message: String) -> WorkflowActivationCompletion
 /// [`process`], with its time and the VM's memory recorded in `stats`.
 fn process_measured(
     engine: &mut WorkflowEngine,
+    parking: &mut Parking,
     activation: WorkflowActivation,
     context: &RunContext,
     stats: &LuaStats,
 ) -> Outcome {
     let began = std::time::Instant::now();
-    let outcome = process(engine, activation, context);
+    let outcome = process(engine, parking, activation, context);
     stats.record_activation(began.elapsed());
     stats.record_workflow_memory(engine.used_memory(), engine.cached_runs());
+    if parking.enabled() {
+        stats.record_parking(parking.stats, parking.parked_runs());
+    }
     outcome
 }
 
-fn process(engine: &mut WorkflowEngine, activation: WorkflowActivation, context: &RunContext) -> Outcome {
+fn process(
+    engine: &mut WorkflowEngine,
+    parking: &mut Parking,
+    activation: WorkflowActivation,
+    context: &RunContext,
+) -> Outcome {
     let run_id = activation.run_id.clone();
+    let jobs = parking.enabled().then(|| job_keys(&activation));
+    if let Some(jobs) = &jobs
+        && !is_eviction(&activation)
+    {
+        match parking.before(&activation, jobs) {
+            Wake::Pass => {}
+            Wake::Answer(commands) => return (WorkflowActivationCompletion::from_cmds(run_id, commands), None),
+            Wake::Rebuild(seen) => {
+                // Replayed through a fresh run, exactly as if the run had never been parked; the
+                // answers were given already, from the log.
+                engine.evict(&run_id);
+                for replayed in seen {
+                    process(engine, parking, replayed, context);
+                }
+            }
+        }
+    }
     let (translated, mut query_answers) = translate(activation, context);
     let completion = match translated {
-        Translated::Evict { reason } => {
+        Translated::Evict { reason, cache_full } => {
+            let (parked, dropped) = parking.evict(&run_id, cache_full);
+            for id in dropped {
+                engine.evict(&id);
+            }
+            if parked {
+                tracing::debug!(run_id = %run_id, "workflow run parked: {reason}");
+                return (WorkflowActivationCompletion::empty(run_id), None);
+            }
             let issued = engine.evict(&run_id);
             if reason.starts_with("Nondeterminism") {
                 let diagnosis = format!(
@@ -98,6 +136,9 @@ fn process(engine: &mut WorkflowEngine, activation: WorkflowActivation, context:
         Translated::Run(activation) => match engine.activate(activation) {
             Completion::Commands(issued) => {
                 let mut all = commands(issued, context);
+                if let Some(jobs) = jobs {
+                    parking.record(&run_id, jobs, &all);
+                }
                 all.append(&mut query_answers);
                 WorkflowActivationCompletion::from_cmds(run_id, all)
             }
@@ -110,6 +151,10 @@ fn process(engine: &mut WorkflowEngine, activation: WorkflowActivation, context:
     (completion, None)
 }
 
+fn is_eviction(activation: &WorkflowActivation) -> bool {
+    activation.jobs.iter().any(|job| matches!(job.variant, Some(JobVariant::RemoveFromCache(_))))
+}
+
 /// Starts the engine and the workflow poll loop of a live worker: as a local task when the current
 /// runtime is single-threaded (the caller must be inside a `LocalSet`), else on a thread of its
 /// own. The returned task ends with the loop (at shutdown, after every completion was sent).
@@ -118,12 +163,13 @@ pub fn spawn_poll_loop(
     name: &str,
     worker: Arc<Worker>,
     config: EngineConfig,
+    max_parked: usize,
     context: RunContext,
     stats: Arc<LuaStats>,
 ) -> Result<tokio::task::JoinHandle<Result<(), PollError>>, String> {
     if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
         let engine = WorkflowEngine::new(config).map_err(|e| e.to_string())?;
-        return Ok(tokio::task::spawn_local(local_poll_loop(worker, engine, context, stats)));
+        return Ok(tokio::task::spawn_local(local_poll_loop(worker, engine, Parking::new(max_parked), context, stats)));
     }
     let (done_tx, done_rx) = oneshot::channel::<Result<(), PollError>>();
     let with_runtime = |engine| {
@@ -135,7 +181,7 @@ pub fn spawn_poll_loop(
     };
     spawn_engine_thread(name, config, with_runtime, move |(engine, runtime)| {
         let local = tokio::task::LocalSet::new();
-        let result = local.block_on(&runtime, local_poll_loop(worker, engine, context, stats));
+        let result = local.block_on(&runtime, local_poll_loop(worker, engine, Parking::new(max_parked), context, stats));
         let _ = done_tx.send(result);
     })?;
     Ok(tokio::spawn(async move { done_rx.await.unwrap_or(Ok(())) }))
@@ -169,6 +215,7 @@ fn spawn_engine_thread<S>(
 async fn local_poll_loop(
     worker: Arc<Worker>,
     mut engine: WorkflowEngine,
+    mut parking: Parking,
     context: RunContext,
     stats: Arc<LuaStats>,
 ) -> Result<(), PollError> {
@@ -179,7 +226,7 @@ async fn local_poll_loop(
             Err(PollError::ShutDown) => break Ok(()),
             Err(e) => break Err(e),
         };
-        let (completion, _) = process_measured(&mut engine, activation, &context, &stats);
+        let (completion, _) = process_measured(&mut engine, &mut parking, activation, &context, &stats);
         let worker = worker.clone();
         completions.spawn_local(async move {
             if let Err(e) = worker.complete_workflow_activation(completion).await {
@@ -190,4 +237,138 @@ async fn local_poll_loop(
     };
     while completions.join_next().await.is_some() {}
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tempest_lua::workflow::WorkflowCode;
+    use temporalio_common::protos::coresdk::workflow_activation::{
+        InitializeWorkflow, RemoveFromCache, SignalWorkflow, WorkflowActivationJob, remove_from_cache::EvictionReason,
+    };
+    use temporalio_common::protos::coresdk::workflow_commands::workflow_command::Variant as CommandVariant;
+    use temporalio_common::protos::coresdk::workflow_completion::workflow_activation_completion::Status;
+    use temporalio_common::protos::temporal::api::common::v1::Payload;
+
+    use super::*;
+
+    const TWO_SIGNALS: &str = r#"
+return { main = function()
+  local a = process.listen("a"):receive()
+  local b = process.listen("b"):receive()
+  return a .. b
+end }
+"#;
+
+    fn engine() -> WorkflowEngine {
+        WorkflowEngine::new(EngineConfig {
+            workflows: vec![WorkflowCode {
+                type_name: "test:wf".into(),
+                entry_id: "test:wf".into(),
+                chunk_name: "wf.lua".into(),
+                source: TWO_SIGNALS.into(),
+                method: "main".into(),
+                modules: vec![],
+            }],
+            activities: Default::default(),
+            deadlock_timeout: Duration::from_secs(1),
+            pid_host: "c@w".into(),
+        })
+        .expect("engine")
+    }
+
+    fn activation(replaying: bool, jobs: Vec<JobVariant>) -> WorkflowActivation {
+        WorkflowActivation {
+            run_id: "run".into(),
+            is_replaying: replaying,
+            jobs: jobs.into_iter().map(|variant| WorkflowActivationJob { variant: Some(variant) }).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn init() -> JobVariant {
+        JobVariant::InitializeWorkflow(InitializeWorkflow {
+            workflow_type: "test:wf".into(),
+            workflow_id: "wf".into(),
+            ..Default::default()
+        })
+    }
+
+    fn signal(name: &str, value: &str) -> JobVariant {
+        JobVariant::SignalWorkflow(SignalWorkflow {
+            signal_name: name.into(),
+            input: vec![Payload {
+                metadata: [("encoding".to_owned(), b"json/plain".to_vec())].into(),
+                data: serde_json::to_vec(value).expect("json"),
+                ..Default::default()
+            }],
+            ..Default::default()
+        })
+    }
+
+    fn evict_for_room() -> JobVariant {
+        JobVariant::RemoveFromCache(RemoveFromCache { reason: EvictionReason::CacheFull.into(), message: "full".into() })
+    }
+
+    fn commands(outcome: Outcome) -> Vec<CommandVariant> {
+        match outcome.0.status {
+            Some(Status::Successful(success)) => success.commands.into_iter().filter_map(|c| c.variant).collect(),
+            other => panic!("expected commands, got {other:?}"),
+        }
+    }
+
+    fn result(commands: &[CommandVariant]) -> String {
+        match commands {
+            [CommandVariant::CompleteWorkflowExecution(done)] => {
+                serde_json::from_slice(&done.result.as_ref().expect("result").data).expect("json")
+            }
+            other => panic!("expected the workflow to complete, got {other:?}"),
+        }
+    }
+
+    /// Starts the run, delivers signal `a`, and lets Core evict it to make room.
+    fn parked_after_a(engine: &mut WorkflowEngine, parking: &mut Parking, context: &RunContext) {
+        assert!(commands(process(engine, parking, activation(false, vec![init()]), context)).is_empty());
+        assert!(commands(process(engine, parking, activation(false, vec![signal("a", "x")]), context)).is_empty());
+        assert!(commands(process(engine, parking, activation(false, vec![evict_for_room()]), context)).is_empty());
+        assert_eq!((parking.parked_runs(), engine.cached_runs()), (1, 1), "the Lua state stays, parked");
+    }
+
+    fn context() -> RunContext {
+        RunContext { namespace: "default".into(), task_queue: "q".into() }
+    }
+
+    #[test]
+    fn a_parked_run_wakes_without_running_its_history_again() {
+        let (mut engine, mut parking, context) = (engine(), Parking::new(10), context());
+        parked_after_a(&mut engine, &mut parking, &context);
+        assert!(commands(process(&mut engine, &mut parking, activation(true, vec![init()]), &context)).is_empty());
+        let replayed = activation(true, vec![signal("a", "x")]);
+        assert!(commands(process(&mut engine, &mut parking, replayed, &context)).is_empty());
+        let done = commands(process(&mut engine, &mut parking, activation(false, vec![signal("b", "y")]), &context));
+        assert_eq!(result(&done), "xy");
+        assert_eq!((parking.stats.woken, parking.stats.rebuilt), (1, 0));
+    }
+
+    #[test]
+    fn a_parked_run_whose_replay_differs_is_rebuilt_through_lua() {
+        let (mut engine, mut parking, context) = (engine(), Parking::new(10), context());
+        parked_after_a(&mut engine, &mut parking, &context);
+        assert!(commands(process(&mut engine, &mut parking, activation(true, vec![init()]), &context)).is_empty());
+        // Both signals in one activation: not how the parked state saw them, so a fresh Lua run
+        // replays the initialization and then takes this activation.
+        let merged = activation(false, vec![signal("a", "x"), signal("b", "y")]);
+        let done = commands(process(&mut engine, &mut parking, merged, &context));
+        assert_eq!(result(&done), "xy");
+        assert_eq!((parking.stats.woken, parking.stats.rebuilt), (1, 1));
+    }
+
+    #[test]
+    fn without_parking_an_eviction_drops_the_run() {
+        let (mut engine, mut parking, context) = (engine(), Parking::new(0), context());
+        assert!(commands(process(&mut engine, &mut parking, activation(false, vec![init()]), &context)).is_empty());
+        assert!(commands(process(&mut engine, &mut parking, activation(false, vec![evict_for_room()]), &context)).is_empty());
+        assert_eq!(engine.cached_runs(), 0);
+    }
 }

@@ -50,6 +50,9 @@ pub struct WorkerOptions {
     pub disable_eager_activities: bool,
     /// Sticky workflow cache size (Tempest extension).
     pub max_cached_workflows: usize,
+    /// Idle runs evicted from the workflow cache whose Lua state is kept (Tempest extension;
+    /// 0 = none).
+    pub max_parked_workflows: usize,
     /// Worker deployment versioning; `None` unless `use_versioning: true`.
     pub versioning: Option<Versioning>,
     /// `build_id` (or `build_id_env`) without versioning: identifies the worker only.
@@ -78,6 +81,7 @@ impl Default for WorkerOptions {
             local_activity_worker_only: false,
             disable_eager_activities: false,
             max_cached_workflows: 1000,
+            max_parked_workflows: 0,
             versioning: None,
             build_id: None,
         }
@@ -190,6 +194,7 @@ fn parse_options(walker: &mut Walker<'_>, node: &crate::walk::Node<'_>) -> Worke
         &mut options.max_concurrent_workflow_task_pollers,
     );
     count("max_cached_workflows", 0, &mut options.max_cached_workflows);
+    count("max_parked_workflows", 0, &mut options.max_parked_workflows);
 
     for (name, slot) in [
         (

@@ -25,10 +25,15 @@ pub struct Project {
 impl Project {
     /// `entries` is YAML list items (indented by 2) appended after the client and worker.
     pub fn new(prefix: &str, entries: &str, files: &[(&str, &str)]) -> Project {
+        Project::with_worker_options(prefix, "", entries, files)
+    }
+
+    /// As [`Project::new`], with more `worker_options` lines (each indented by 6).
+    pub fn with_worker_options(prefix: &str, options: &str, entries: &str, files: &[(&str, &str)]) -> Project {
         let dir = tempfile::tempdir().expect("temp dir");
         let task_queue = tempest_testkit::unique_task_queue(prefix);
         let yaml = format!(
-            "namespace: app\nentries:\n  - name: client\n    kind: temporal.client\n    address: \"${{env:TEMPORAL_ADDRESS}}\"\n    lifecycle: {{auto_start: true}}\n  - name: worker\n    kind: temporal.worker\n    client: client\n    task_queue: \"{task_queue}\"\n    worker_options:\n      deadlock_detection_timeout: 1s\n    lifecycle: {{auto_start: true}}\n{entries}"
+            "namespace: app\nentries:\n  - name: client\n    kind: temporal.client\n    address: \"${{env:TEMPORAL_ADDRESS}}\"\n    lifecycle: {{auto_start: true}}\n  - name: worker\n    kind: temporal.worker\n    client: client\n    task_queue: \"{task_queue}\"\n    worker_options:\n      deadlock_detection_timeout: 1s\n{options}    lifecycle: {{auto_start: true}}\n{entries}"
         );
         std::fs::write(dir.path().join("_index.yaml"), yaml).expect("write yaml");
         for (name, text) in files {

@@ -1,0 +1,365 @@
+//! Parked runs: a leaner cache tier behind Core's workflow cache.
+//!
+//! Core keeps ~21 KB per cached run (its state machines, the last task's history, metrics
+//! handles); the run's Lua state costs a few KB. When Core evicts an idle run because its cache is
+//! full, a worker with `max_parked_workflows` keeps the Lua state instead of dropping it, together
+//! with the log of the commands each of the run's activations produced. When the run wakes up
+//! (a signal, a timer), Core fetches its history and replays it: the replayed activations are
+//! answered from the log, without running Lua, and the first live activation continues the parked
+//! Lua state. Core still checks every logged command against the history, as in any replay.
+//!
+//! If a replayed activation does not match the log (its jobs differ, or the log ends early), the
+//! parked state is dropped and the activations seen so far are replayed through a fresh Lua run,
+//! exactly what happens to a run that was not parked.
+
+use std::collections::{HashMap, VecDeque};
+use std::mem::Discriminant;
+
+use temporalio_common::protos::coresdk::workflow_activation::{
+    WorkflowActivation, workflow_activation_job::Variant as JobVariant,
+};
+use temporalio_common::protos::coresdk::workflow_commands::workflow_command::Variant as CommandVariant;
+
+/// Runs whose logged commands outgrow this are not parked (Core's cache still holds them).
+const LOG_LIMIT_BYTES: usize = 16 * 1024;
+
+/// What identifies one job when a replayed activation is matched against the log.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobKey {
+    Initialize,
+    FireTimer(u32),
+    ResolveActivity(u32),
+    Signal(String),
+    Other(Discriminant<JobVariant>),
+}
+
+/// The keys of an activation's jobs, queries and evictions left out (they are not history).
+pub fn job_keys(activation: &WorkflowActivation) -> Vec<JobKey> {
+    activation
+        .jobs
+        .iter()
+        .filter_map(|job| job.variant.as_ref())
+        .filter_map(|variant| match variant {
+            JobVariant::QueryWorkflow(_) | JobVariant::RemoveFromCache(_) => None,
+            JobVariant::InitializeWorkflow(_) => Some(JobKey::Initialize),
+            JobVariant::FireTimer(timer) => Some(JobKey::FireTimer(timer.seq)),
+            JobVariant::ResolveActivity(resolve) => Some(JobKey::ResolveActivity(resolve.seq)),
+            JobVariant::SignalWorkflow(signal) => Some(JobKey::Signal(signal.signal_name.clone())),
+            other => Some(JobKey::Other(std::mem::discriminant(other))),
+        })
+        .collect()
+}
+
+#[derive(Debug)]
+struct Entry {
+    jobs: Vec<JobKey>,
+    commands: Vec<CommandVariant>,
+}
+
+/// Every activation of one run that changed it, with the commands it answered.
+#[derive(Debug, Default)]
+struct RunLog {
+    entries: Vec<Entry>,
+    bytes: usize,
+    /// Outgrew [`LOG_LIMIT_BYTES`]: no longer recorded, never parked.
+    overflowed: bool,
+}
+
+/// A parked run being replayed by Core: `answered` entries of its log have been given back.
+#[derive(Debug)]
+struct Waking {
+    log: RunLog,
+    answered: usize,
+    /// The replayed activations so far, for a rebuild if a later one does not match.
+    seen: Vec<WorkflowActivation>,
+}
+
+/// What to do with an activation before the engine sees it.
+#[derive(Debug)]
+pub enum Wake {
+    /// Run it through the engine as usual.
+    Pass,
+    /// A replayed activation of a parked run: answer with these commands, without Lua.
+    Answer(Vec<CommandVariant>),
+    /// The parked state was dropped: drop the engine's run, replay these through a fresh one,
+    /// then run the activation.
+    Rebuild(Vec<WorkflowActivation>),
+}
+
+/// Counters for the worker's shutdown line.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ParkingStats {
+    pub parked: u64,
+    pub woken: u64,
+    pub rebuilt: u64,
+    /// Parked runs dropped to stay within `max_parked_workflows`.
+    pub dropped: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Parking {
+    capacity: usize,
+    live: HashMap<String, RunLog>,
+    /// Parked runs with the number of their parking (a run can be parked, woken, parked again).
+    parked: HashMap<String, (u64, RunLog)>,
+    waking: HashMap<String, Waking>,
+    /// Park order, oldest first; entries whose run was woken since are skipped.
+    order: VecDeque<(u64, String)>,
+    parkings: u64,
+    pub stats: ParkingStats,
+}
+
+impl Parking {
+    /// `capacity` 0: nothing is recorded or parked.
+    pub fn new(capacity: usize) -> Self {
+        Parking { capacity, ..Parking::default() }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
+    pub fn parked_runs(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// Decides what happens to `activation`, whose job keys are `jobs`.
+    pub fn before(&mut self, activation: &WorkflowActivation, jobs: &[JobKey]) -> Wake {
+        let run_id = activation.run_id.as_str();
+        if let Some((_, log)) = self.parked.remove(run_id) {
+            if jobs.first() != Some(&JobKey::Initialize) {
+                // Core replays a run it does not cache from the start; anything else is not ours.
+                return self.rebuild(run_id, Vec::new());
+            }
+            self.stats.woken += 1;
+            self.waking.insert(run_id.to_owned(), Waking { log, answered: 0, seen: Vec::new() });
+        }
+        let Some(waking) = self.waking.get_mut(run_id) else { return Wake::Pass };
+        let caught_up = waking.answered == waking.log.entries.len();
+        if caught_up && (!activation.is_replaying || jobs.is_empty()) {
+            // Live again (or a query after the replay): the parked Lua state continues.
+            let waking = self.waking.remove(run_id).expect("present");
+            self.live.insert(run_id.to_owned(), waking.log);
+            return Wake::Pass;
+        }
+        match waking.log.entries.get(waking.answered) {
+            Some(entry) if activation.is_replaying && entry.jobs == jobs => {
+                waking.answered += 1;
+                waking.seen.push(activation.clone());
+                Wake::Answer(entry.commands.clone())
+            }
+            _ => {
+                let seen = std::mem::take(&mut waking.seen);
+                tracing::warn!(
+                    run_id,
+                    "a parked run's replay did not match its log; replaying it through a fresh Lua run"
+                );
+                self.rebuild(run_id, seen)
+            }
+        }
+    }
+
+    fn rebuild(&mut self, run_id: &str, seen: Vec<WorkflowActivation>) -> Wake {
+        self.waking.remove(run_id);
+        self.live.remove(run_id);
+        self.stats.rebuilt += 1;
+        Wake::Rebuild(seen)
+    }
+
+    /// Logs the commands the engine answered an activation with (query answers left out).
+    pub fn record(&mut self, run_id: &str, jobs: Vec<JobKey>, commands: &[CommandVariant]) {
+        if jobs.is_empty() {
+            return;
+        }
+        let log = self.live.entry(run_id.to_owned()).or_default();
+        if log.overflowed {
+            return;
+        }
+        let commands: Vec<CommandVariant> =
+            commands.iter().filter(|c| !matches!(c, CommandVariant::RespondToQuery(_))).cloned().collect();
+        log.bytes += commands.iter().map(CommandVariant::encoded_len).sum::<usize>() + jobs.len() * 16;
+        if log.bytes > LOG_LIMIT_BYTES {
+            *log = RunLog { overflowed: true, ..RunLog::default() };
+            return;
+        }
+        log.entries.push(Entry { jobs, commands });
+    }
+
+    /// Core evicted the run. Returns whether the engine keeps its Lua state (parked) and the
+    /// parked runs the engine must drop to stay within the capacity.
+    pub fn evict(&mut self, run_id: &str, cache_full: bool) -> (bool, Vec<String>) {
+        // A run evicted right after its replay was answered (say, for a query) keeps its log.
+        let caught_up = self.waking.remove(run_id).filter(|w| w.answered == w.log.entries.len()).map(|w| w.log);
+        let log = self.live.remove(run_id).or(caught_up);
+        let Some(log) = log.filter(|log| cache_full && !log.overflowed && self.capacity > 0) else {
+            return (false, Vec::new());
+        };
+        self.parkings += 1;
+        self.parked.insert(run_id.to_owned(), (self.parkings, log));
+        self.order.push_back((self.parkings, run_id.to_owned()));
+        self.stats.parked += 1;
+        let is_current = |parked: &HashMap<String, (u64, RunLog)>, (parking, id): &(u64, String)| {
+            parked.get(id).is_some_and(|(current, _)| current == parking)
+        };
+        let mut dropped = Vec::new();
+        while self.parked.len() > self.capacity {
+            let Some(oldest) = self.order.pop_front() else { break };
+            if is_current(&self.parked, &oldest) {
+                self.parked.remove(&oldest.1);
+                self.stats.dropped += 1;
+                dropped.push(oldest.1);
+            }
+        }
+        if self.order.len() > 2 * self.parked.len() + 64 {
+            let parked = &self.parked;
+            self.order.retain(|entry| is_current(parked, entry));
+        }
+        (true, dropped)
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use temporalio_common::protos::coresdk::workflow_activation::{
+        FireTimer, InitializeWorkflow, SignalWorkflow, WorkflowActivationJob,
+    };
+    use temporalio_common::protos::coresdk::workflow_commands::StartTimer;
+
+    fn activation(run_id: &str, replaying: bool, jobs: Vec<JobVariant>) -> WorkflowActivation {
+        WorkflowActivation {
+            run_id: run_id.into(),
+            is_replaying: replaying,
+            jobs: jobs.into_iter().map(|variant| WorkflowActivationJob { variant: Some(variant) }).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn init() -> JobVariant {
+        JobVariant::InitializeWorkflow(InitializeWorkflow { workflow_type: "wf".into(), ..Default::default() })
+    }
+
+    fn fire(seq: u32) -> JobVariant {
+        JobVariant::FireTimer(FireTimer { seq })
+    }
+
+    fn signal(name: &str) -> JobVariant {
+        JobVariant::SignalWorkflow(SignalWorkflow { signal_name: name.into(), ..Default::default() })
+    }
+
+    fn timer(seq: u32) -> CommandVariant {
+        CommandVariant::StartTimer(StartTimer { seq, start_to_fire_timeout: None })
+    }
+
+    /// Runs `activation` through `parking` as the worker would when the engine answers `commands`.
+    fn live(parking: &mut Parking, activation: &WorkflowActivation, commands: &[CommandVariant]) {
+        let jobs = job_keys(activation);
+        assert!(matches!(parking.before(activation, &jobs), Wake::Pass));
+        parking.record(&activation.run_id, jobs, commands);
+    }
+
+    fn before(parking: &mut Parking, activation: &WorkflowActivation) -> Wake {
+        parking.before(activation, &job_keys(activation))
+    }
+
+    #[test]
+    fn a_parked_run_is_answered_from_its_log_then_continues_live() {
+        let mut parking = Parking::new(10);
+        live(&mut parking, &activation("r", false, vec![init()]), &[timer(1)]);
+        live(&mut parking, &activation("r", false, vec![fire(1)]), &[timer(2)]);
+        assert_eq!(parking.evict("r", true), (true, vec![]));
+        assert_eq!(parking.parked_runs(), 1);
+
+        match before(&mut parking, &activation("r", true, vec![init()])) {
+            Wake::Answer(commands) => assert_eq!(commands, vec![timer(1)]),
+            other => panic!("expected the logged answer, got {other:?}"),
+        }
+        match before(&mut parking, &activation("r", true, vec![fire(1)])) {
+            Wake::Answer(commands) => assert_eq!(commands, vec![timer(2)]),
+            other => panic!("expected the logged answer, got {other:?}"),
+        }
+        // The new work: the parked Lua state runs it.
+        assert!(matches!(before(&mut parking, &activation("r", false, vec![fire(2)])), Wake::Pass));
+        assert_eq!((parking.stats.parked, parking.stats.woken, parking.stats.rebuilt), (1, 1, 0));
+        assert_eq!(parking.parked_runs(), 0);
+    }
+
+    #[test]
+    fn a_replay_that_differs_from_the_log_rebuilds_from_what_was_seen() {
+        let mut parking = Parking::new(10);
+        live(&mut parking, &activation("r", false, vec![init()]), &[timer(1)]);
+        live(&mut parking, &activation("r", false, vec![fire(1)]), &[]);
+        parking.evict("r", true);
+
+        assert!(matches!(before(&mut parking, &activation("r", true, vec![init()])), Wake::Answer(_)));
+        // History groups the timer with a signal: not what the parked state saw.
+        match before(&mut parking, &activation("r", false, vec![fire(1), signal("go")])) {
+            Wake::Rebuild(seen) => {
+                assert_eq!(seen.len(), 1);
+                assert_eq!(job_keys(&seen[0]), vec![JobKey::Initialize]);
+            }
+            other => panic!("expected a rebuild, got {other:?}"),
+        }
+        assert_eq!(parking.stats.rebuilt, 1);
+        // Afterwards the run is an ordinary live run.
+        assert!(matches!(before(&mut parking, &activation("r", false, vec![signal("go")])), Wake::Pass));
+    }
+
+    #[test]
+    fn a_replay_longer_than_the_log_rebuilds() {
+        let mut parking = Parking::new(10);
+        live(&mut parking, &activation("r", false, vec![init()]), &[timer(1)]);
+        parking.evict("r", true);
+        assert!(matches!(before(&mut parking, &activation("r", true, vec![init()])), Wake::Answer(_)));
+        assert!(matches!(before(&mut parking, &activation("r", true, vec![fire(1)])), Wake::Rebuild(seen) if seen.len() == 1));
+    }
+
+    #[test]
+    fn only_cache_pressure_parks_and_the_oldest_parked_run_goes_first() {
+        let mut parking = Parking::new(2);
+        for run in ["a", "b", "c", "d"] {
+            live(&mut parking, &activation(run, false, vec![init()]), &[timer(1)]);
+        }
+        assert_eq!(parking.evict("a", false), (false, vec![]), "a nondeterminism or failure eviction drops the run");
+        assert_eq!(parking.evict("b", true), (true, vec![]));
+        assert_eq!(parking.evict("c", true), (true, vec![]));
+        assert_eq!(parking.evict("d", true), (true, vec!["b".to_owned()]));
+        assert_eq!((parking.parked_runs(), parking.stats.dropped), (2, 1));
+    }
+
+    #[test]
+    fn a_run_parked_twice_keeps_its_newer_place() {
+        let mut parking = Parking::new(2);
+        for run in ["a", "b"] {
+            live(&mut parking, &activation(run, false, vec![init()]), &[timer(1)]);
+            parking.evict(run, true);
+        }
+        // `a` wakes, is parked again (now newer than `b`), then `c` needs room: `b` goes.
+        assert!(matches!(before(&mut parking, &activation("a", true, vec![init()])), Wake::Answer(_)));
+        live(&mut parking, &activation("a", false, vec![fire(1)]), &[]);
+        assert_eq!(parking.evict("a", true), (true, vec![]));
+        live(&mut parking, &activation("c", false, vec![init()]), &[]);
+        assert_eq!(parking.evict("c", true), (true, vec!["b".to_owned()]));
+    }
+
+    #[test]
+    fn runs_with_large_logs_and_disabled_parking_are_not_parked() {
+        let mut parking = Parking::new(10);
+        let big = CommandVariant::CompleteWorkflowExecution(
+            temporalio_common::protos::coresdk::workflow_commands::CompleteWorkflowExecution {
+                result: Some(temporalio_common::protos::temporal::api::common::v1::Payload {
+                    data: vec![b'x'; LOG_LIMIT_BYTES + 1],
+                    ..Default::default()
+                }),
+            },
+        );
+        live(&mut parking, &activation("big", false, vec![init()]), &[big]);
+        assert_eq!(parking.evict("big", true), (false, vec![]));
+
+        let mut off = Parking::new(0);
+        assert!(!off.enabled());
+        off.record("r", vec![JobKey::Initialize], &[timer(1)]);
+        assert_eq!(off.evict("r", true), (false, vec![]));
+    }
+}
