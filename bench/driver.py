@@ -39,7 +39,9 @@ FLOORS = {
 }
 FLOOR_MEMORY = FLOOR_BIN / "core-floor-memory"
 TEMPEST = Path(os.environ.get("TEMPEST_BIN") or ROOT / "target/release/tempest")
-KINDS = ("floor", "floor-nogzip", "floor-st", "tempest", "python", "typescript")
+# A second Tempest binary for A/B comparisons of a change (kind tempest-b, same project).
+TEMPEST_B = Path(os.environ["TEMPEST_B_BIN"]) if os.environ.get("TEMPEST_B_BIN") else None
+KINDS = ("floor", "floor-nogzip", "floor-st", "tempest", "tempest-b", "python", "typescript")
 
 # What each worker runs with; shown under the table and stored in the JSON.
 COMMON = "1000 cached wf, 100 wf-task / 100 activity slots, 5+5 pollers, sticky 10s"
@@ -49,13 +51,24 @@ SETTINGS = {
     "floor-st": f"core-floor with gRPC compression off on a single-threaded tokio runtime, as Tempest runs: {COMMON}",
     "tempest": f"tempest run bench/tempest: {COMMON}; eager activities on (Tempest default); gzip off on loopback, "
                "one thread for Core and Lua (Tempest defaults); RUST_LOG unset (Tempest's default filter)",
+    "tempest-b": "as tempest, with the binary in TEMPEST_B_BIN (A/B of a change)",
     "python": f"Python SDK 1.35.0 (sandboxed workflows): {COMMON}",
     "typescript": f"TypeScript SDK 1.24.0 (reuseV8Context default): {COMMON}",
 }
 
 
+# The memory section: which workers, and Tempest's two cache set-ups (bench/tempest-memory reads
+# them): every run in Core's cache, or 1,000 in Core's cache and the rest parked (Lua state only).
+MEMORY_KINDS = ("floor", "tempest", "tempest-parked", "python")
+MEMORY_CACHE = {
+    "tempest": {"BENCH_MAX_CACHED": "12000", "BENCH_MAX_PARKED": "0"},
+    "tempest-parked": {"BENCH_MAX_CACHED": "1000", "BENCH_MAX_PARKED": "20000"},
+}
+# Workers whose BenchSignalWorkflow completes on `go` (the memory floor's never does).
+WAKES = ("tempest", "tempest-parked", "python")
+
 # The floor variant with the same Core settings as each kind (no gzip on loopback, one thread).
-LIKE_FLOOR = {"tempest": "floor-st"}
+LIKE_FLOOR = {"tempest": "floor-st", "tempest-b": "floor-st"}
 
 
 def worker_argv(kind: str, task_queue: str, address: str, memory: bool = False):
@@ -64,9 +77,14 @@ def worker_argv(kind: str, task_queue: str, address: str, memory: bool = False):
     if kind in FLOORS:
         binary = FLOOR_MEMORY if memory else FLOORS[kind]
         return [str(binary), task_queue, address], {}, "READY"
-    if kind == "tempest":
+    if kind in ("tempest", "tempest-b", "tempest-parked"):
+        if kind == "tempest-b" and TEMPEST_B is None:
+            raise SystemExit("kind tempest-b needs TEMPEST_B_BIN=/path/to/another/tempest")
         project = BENCH / ("tempest-memory" if memory else "tempest")
-        return [str(TEMPEST), "run", str(project)], env, "worker started"
+        if memory:
+            env.update(MEMORY_CACHE[kind])
+        binary = TEMPEST_B if kind == "tempest-b" else TEMPEST
+        return [str(binary), "run", str(project)], env, "worker started"
     if kind == "python":
         argv = [str(PYTHON), str(BENCH / "python/worker.py"), task_queue, address]
         return argv + (["--memory"] if memory else []), {}, "READY"
@@ -124,7 +142,7 @@ class Bench:
         handles = await start_workflows(client, "BenchWorkflow", tq, n, "w")
         await wait_count(client, f"TaskQueue='{tq}' AND ExecutionStatus='Running'", lambda c: c == n, 60)
 
-        server_cpu0 = self.server.cpu()
+        server_cpu0, counters0 = self.server.cpu(), server_counters(self.server)
         worker = self.spawn(kind, tq)
         try:
             worker.wait_ready(120)
@@ -134,6 +152,7 @@ class Bench:
             # Sampled the moment the last run closed (within one 0.2 s poll), before stopping.
             cpu_end, hwm = worker.cpu(), worker.status_mb("VmHWM")
             server_cpu = self.server.cpu() - server_cpu0
+            matching = server_delta(counters0, server_counters(self.server), n)
 
             closes = [wf.close_time async for wf in client.list_workflows(f"TaskQueue='{tq}'")]
             last_close = max(c.timestamp() for c in closes)
@@ -151,7 +170,7 @@ class Bench:
             exit_code = worker.stop()
 
         wall = last_close - worker.started
-        lua = tempest_lua_ms(worker.log_path) if kind == "tempest" else {}
+        lua = tempest_lua_ms(worker.log_path) if kind.startswith("tempest") else {}
         lua_ms = lua["workflow_lua_ms"] + lua.get("activity_lua_ms", 0) if "workflow_lua_ms" in lua else None
         processing = last_close - worker.ready_at
         row = {
@@ -165,7 +184,7 @@ class Bench:
             "lua_ms_per_wf": lua_ms / n if lua_ms is not None else None, "lua": lua,
             "transitions_per_wf": statistics.mean(transitions),
             "transitions_sample": transitions,
-            "server_cpu_ms_per_wf": server_cpu * 1000 / n,
+            "server_cpu_ms_per_wf": server_cpu * 1000 / n, "server": matching,
             "wrong_results": len(bad), "wrong_examples": bad[:3],
             "exit_code": exit_code, "log": str(worker.log_path),
         }
@@ -174,7 +193,10 @@ class Bench:
         print(f"  {kind:<10} run {run_index}: {wall:6.2f} s, {row['wf_per_s']:6.1f} wf/s, "
               f"{row['cpu_ms_per_wf']:6.2f} ms CPU/wf, {hwm:6.1f} MB peak, "
               f"{row['transitions_per_wf']:.1f} transitions/wf"
-              + (f", {row['lua_ms_per_wf']:.3f} ms Lua/wf" if lua_ms is not None else ""), flush=True)
+              + (f", {row['lua_ms_per_wf']:.3f} ms Lua/wf" if lua_ms is not None else "")
+              + f"; server {row['server_cpu_ms_per_wf']:.1f} ms CPU/wf, sync match wf "
+              f"{pct(matching['workflow_sync_match'])} act {pct(matching['activity_sync_match'])}, "
+              f"{matching['persistence_requests_per_wf']:.0f} persistence calls/wf", flush=True)
         return row
 
     async def record_history(self, kind: str) -> Path:
@@ -246,17 +268,35 @@ class Bench:
             seconds = time.time() - started
             await asyncio.sleep(2)
             rss, hwm = worker.status_mb("VmRSS"), worker.status_mb("VmHWM")
+            woken = await self.wake(kind, handles, worker) if kind in WAKES else {}
         except BaseException:
             print(f"\n{kind}: failed; worker log {worker.log_path}:\n{worker.tail()}", file=sys.stderr)
             raise
         finally:
             worker.stop()
+        if kind.startswith("tempest"):
+            woken["parking"] = tempest_parking(worker.log_path)
+        settings = ("1000 wf in Core's cache, up to 20000 parked" if kind == "tempest-parked"
+                    else "12000 cached wf") + ", otherwise as in the throughput run"
         row = {"kind": kind, "n": n, "idle_rss_mb": idle, "rss_mb": rss, "peak_rss_mb": hwm,
                "kb_per_workflow": (rss - idle) * 1024 / n, "seconds_to_cache_all": seconds,
-               "settings": "12000 cached wf, otherwise as in the throughput run"}
-        print(f"  {kind:<10} memory: idle {idle:.1f} MB, {n} cached {rss:.1f} MB -> "
-              f"{row['kb_per_workflow']:.1f} KB per cached workflow", flush=True)
+               "settings": settings, **woken}
+        print(f"  {kind:<14} memory: idle {idle:.1f} MB, {n} cached {rss:.1f} MB -> "
+              f"{row['kb_per_workflow']:.1f} KB per cached workflow"
+              + (f"; woken by `go`: all {n} done in {woken['wake_s']:.1f} s, "
+                 f"{woken['wake_cpu_ms_per_wf']:.2f} ms worker CPU/wf" if woken else ""), flush=True)
         return row
+
+    async def wake(self, kind: str, handles, worker: Proc) -> dict:
+        """Signals `go` to every blocked run and waits for all results: parked runs must wake."""
+        cpu, started = worker.cpu(), time.time()
+        await gather_limited(64, (h.signal("go") for h in handles))
+        results = await gather_limited(64, (h.result() for h in handles))
+        seconds, cpu = time.time() - started, worker.cpu() - cpu
+        bad = [(h.id, r) for i, (h, r) in enumerate(zip(handles, results)) if r != f"m{i}"]
+        if bad:
+            raise RuntimeError(f"{kind}: {len(bad)} wrong results after `go` (e.g. {bad[:3]})")
+        return {"wake_s": seconds, "wake_cpu_ms_per_wf": cpu * 1000 / len(handles)}
 
     async def wait_first_tasks(self, handles, worker: Proc) -> None:
         """Waits until every run's first workflow task has completed (it then blocks on `go`)."""
@@ -275,13 +315,27 @@ class Bench:
                        or d.history_length < 4]
 
 
-def tempest_lua_ms(log: Path) -> dict:
-    """Lua time Tempest reports in its `worker stopped` line (workflow and activity Lua, in ms)."""
+def stopped_fields(log: Path) -> dict[str, str]:
+    """The key=value fields of Tempest's `worker stopped` line."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", log.read_text(errors="replace"))
     found = re.search(r"worker stopped.*", text)
-    fields = dict(re.findall(r"(\w+)=([\w.]+)", found.group(0))) if found else {}
+    return dict(re.findall(r"(\w+)=([\w.]+)", found.group(0))) if found else {}
+
+
+def tempest_lua_ms(log: Path) -> dict:
+    """Lua time Tempest reports in its `worker stopped` line (workflow and activity Lua, in ms)."""
+    fields = stopped_fields(log)
     return {k: float(fields[k]) for k in ("activations", "workflow_lua_ms", "activity_calls", "activity_lua_ms")
             if k in fields}
+
+
+def tempest_parking(log: Path) -> dict:
+    """What parking did: the counters of Tempest's `worker stopped` line."""
+    return {k: int(v) for k, v in stopped_fields(log).items() if k in ("parked", "woken", "rebuilt")}
+
+
+def pct(share) -> str:
+    return f"{share * 100:.0f}%" if share is not None else "n/a"
 
 
 def ratio(value, base):
@@ -350,8 +404,9 @@ def print_table(rows, means, replay, memory, n):
     if memory:
         print("\nMemory per cached idle workflow (BenchSignalWorkflow blocked on signal `go`):")
         for r in memory:
-            print(f"  {r['kind']:<10} {r['kb_per_workflow']:8.1f} KB/wf  (idle {r['idle_rss_mb']:.1f} MB, "
-                  f"{r['n']} cached {r['rss_mb']:.1f} MB)")
+            print(f"  {r['kind']:<14} {r['kb_per_workflow']:8.1f} KB/wf  (idle {r['idle_rss_mb']:.1f} MB, "
+                  f"{r['n']} cached {r['rss_mb']:.1f} MB; {r['settings']})"
+                  + (f"; wake-up {r['wake_cpu_ms_per_wf']:.2f} ms CPU/wf" if "wake_s" in r else ""))
 
 
 def plan(args) -> list[tuple[str, int]]:
@@ -361,7 +416,7 @@ def plan(args) -> list[tuple[str, int]]:
         sys.exit(f"unknown worker kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
     order = []
     for i in range(args.interleave):
-        forward = ("floor", "floor-nogzip", "floor-st", "tempest")
+        forward = ("floor", "floor-nogzip", "floor-st", "tempest", "tempest-b")
         pair = forward[::-1] if args.abba and i % 2 else forward
         order += [(k, i + 1) for k in pair if k in kinds]
     order += [(k, 1) for k in ("python", "typescript") if k in kinds]
@@ -369,11 +424,53 @@ def plan(args) -> list[tuple[str, int]]:
 
 
 def start_server() -> tuple[Proc, str]:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     server = Proc("dev server", [str(TEMPORAL), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
-                                 "--port", str(port), "--log-level", "warn"],
+                                 "--port", str(port), "--metrics-port", str(metrics_port),
+                                 "--log-level", "warn"],
                   OUT / "dev-server.log", "", cwd=ROOT)
+    server.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     return server, f"127.0.0.1:{port}"
+
+
+# Server counters read before and after each throughput run: how many workflow and activity tasks
+# were matched to a waiting poller (sync) versus stored and dispatched later, and the persistence
+# calls the run cost the server.
+SERVER_COUNTERS = ("poll_success", "poll_success_sync", "persistence_requests")
+
+
+def server_counters(server: Proc) -> dict[str, float]:
+    """Sums of SERVER_COUNTERS from the dev server's Prometheus endpoint, by name and task type."""
+    import urllib.request
+    with urllib.request.urlopen(server.metrics_url, timeout=10) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        found = re.match(r"(\w+)(\{[^}]*\})? ([0-9.e+-]+)$", line)
+        if not found or found.group(1) not in SERVER_COUNTERS:
+            continue
+        name, labels, value = found.groups()
+        if name == "persistence_requests":
+            operation = re.search(r'operation="(\w+)"', labels or "")
+            key = f"{name}:{operation.group(1) if operation else '?'}"
+        else:
+            task_type = re.search(r'task_type="(\w+)"', labels or "")
+            key = f"{name}:{task_type.group(1) if task_type else '?'}"
+        totals[key] = totals.get(key, 0.0) + float(value)
+    return totals
+
+
+def server_delta(before: dict[str, float], after: dict[str, float], n: int) -> dict:
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in set(before) | set(after)}
+    persistence = {k.split(":", 1)[1]: v / n for k, v in sorted(delta.items())
+                   if k.startswith("persistence_requests:") and v}
+    out = {"persistence_requests_per_wf": sum(persistence.values()), "persistence_per_wf": persistence}
+    for task_type in ("Workflow", "Activity"):
+        polls = delta.get(f"poll_success:{task_type}", 0.0)
+        sync = delta.get(f"poll_success_sync:{task_type}", 0.0)
+        out[f"{task_type.lower()}_tasks_per_wf"] = polls / n
+        out[f"{task_type.lower()}_sync_match"] = sync / polls if polls else None
+    return out
 
 
 async def run(args) -> None:
@@ -398,8 +495,8 @@ async def run(args) -> None:
             replay = await bench.replay()
         if args.memory:
             print(f"memory: {args.memory_n} BenchSignalWorkflows blocked on `go`", flush=True)
-            for kind in ("floor", "tempest", "python"):
-                if kind in args.kinds.split(","):
+            for kind in MEMORY_KINDS:
+                if kind in args.kinds.split(",") or (kind == "tempest-parked" and "tempest" in args.kinds):
                     memory.append(await bench.memory(kind))
         means = summarize(rows)
         print_table(rows, means, replay, memory, args.n)
