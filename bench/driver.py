@@ -49,7 +49,7 @@ SETTINGS = {
     "floor": f"core-floor (Core 0.10.1, hard-coded state machine): {COMMON}; eager activities on (Core default); gzip on (Core default)",
     "floor-nogzip": f"core-floor with gRPC compression off, as Tempest uses on loopback: {COMMON}",
     "floor-st": f"core-floor with gRPC compression off on a single-threaded tokio runtime, as Tempest runs: {COMMON}",
-    "tempest": f"tempest run bench/tempest: {COMMON}; eager activities on (Tempest default); gzip off on loopback, "
+    "tempest": f"tempest run bench/tempest: {COMMON}; up to 20000 parked (command logs kept); eager activities on (Tempest default); gzip off on loopback, "
                "one thread for Core and Lua (Tempest defaults); RUST_LOG unset (Tempest's default filter)",
     "tempest-b": "as tempest, with the binary in TEMPEST_B_BIN (A/B of a change)",
     "python": f"Python SDK 1.35.0 (sandboxed workflows): {COMMON}",
