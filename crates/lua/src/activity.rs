@@ -144,12 +144,13 @@ impl ActivityVm {
         args: &[Data],
         context: Option<crate::modules::ctx::ContextMap>,
     ) -> Result<Data, Failure> {
-        let Some(code) = self.catalog.functions.get(entry_id).cloned() else {
+        let catalog = self.catalog.clone();
+        let Some(code) = catalog.functions.get(entry_id) else {
             return Err(Failure::new(crate::failure::Kind::NOT_FOUND, format!("function `{entry_id}` is not registered"))
                 .with_retryable(Some(false)));
         };
         self.lua.set_app_data(crate::modules::ctx::CallContext(context.map(std::rc::Rc::new)));
-        let result = self.call_inner(&code, args).unwrap_or_else(|e| Err(Failure::from_lua_error(&e)));
+        let result = self.call_inner(code, args).unwrap_or_else(|e| Err(Failure::from_lua_error(&e)));
         self.lua.remove_app_data::<crate::modules::ctx::CallContext>();
         result
     }

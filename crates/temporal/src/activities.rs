@@ -148,8 +148,10 @@ async fn execute(job: Job, task_token: Vec<u8>, start: Start, cancelled: Arc<Ato
     let heartbeat_token = task_token.clone();
     let flag = cancelled.clone();
     let run = move || {
+        let start = Rc::new(start);
+        let described = start.clone();
         let call = ActivityCall {
-            info: Rc::new(activity_info(&start, &task_queue)),
+            info: Rc::new(move || activity_info(&described, &task_queue)),
             heartbeat: Rc::new(move |details: Option<tempest_lua::convert::Data>| {
                 heartbeat_worker.record_activity_heartbeat(ActivityHeartbeat {
                     task_token: heartbeat_token.clone(),

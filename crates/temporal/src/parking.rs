@@ -127,7 +127,7 @@ impl Parking {
     pub fn before(&mut self, activation: &WorkflowActivation, jobs: &[JobKey]) -> Wake {
         let run_id = activation.run_id.as_str();
         if let Some((_, log)) = self.parked.remove(run_id) {
-            if jobs.first() != Some(&JobKey::Initialize) {
+            if !jobs.contains(&JobKey::Initialize) {
                 // Core replays a run it does not cache from the start; anything else is not ours.
                 return self.rebuild(run_id, Vec::new());
             }

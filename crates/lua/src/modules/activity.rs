@@ -31,14 +31,15 @@ pub struct ActivityInfo {
 /// The call being executed: installed as VM app data by the activity runner.
 #[derive(Clone)]
 pub struct ActivityCall {
-    pub info: Rc<ActivityInfo>,
+    /// Builds the facts when `activity.info()` asks: most calls never do.
+    pub info: Rc<dyn Fn() -> ActivityInfo>,
     pub heartbeat: Rc<dyn Fn(Option<Data>)>,
     pub cancelled: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for ActivityCall {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActivityCall").field("info", &self.info).finish_non_exhaustive()
+        f.debug_struct("ActivityCall").field("cancelled", &self.cancelled).finish_non_exhaustive()
     }
 }
 
@@ -54,7 +55,7 @@ pub fn register(lua: &Lua) -> mlua::Result<Table> {
         "info",
         lua.create_function(|lua, ()| {
             let call = current(lua)?;
-            let info = &call.info;
+            let info = (call.info)();
             let t = lua.create_table()?;
             t.raw_set("activity_id", info.activity_id.as_str())?;
             t.raw_set("activity_type", info.activity_type.as_str())?;

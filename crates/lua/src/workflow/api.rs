@@ -316,25 +316,24 @@ fn start_activity(
     };
     let run = active_run(lua)?;
     let mut run = run.borrow_mut();
-    let target = run
-        .activity_targets
-        .get(&id)
-        .or_else(|| run.activity_targets.get(&format!("{}:{id}", run.namespace_of_entry)))
-        .cloned();
+    // Borrowed from the worker's shared table: the defaults are only read.
+    let targets = run.activity_targets.clone();
+    let target = targets.get(&id).or_else(|| targets.get(&format!("{}:{id}", run.namespace_of_entry)));
+    let no_defaults = BTreeMap::new();
     let (activity_type, local, defaults, home_queue) = match target {
-        Some(t) => (t.type_name, t.local, t.defaults, t.task_queue),
-        None => (id.clone(), false, BTreeMap::new(), None),
+        Some(t) => (t.type_name.clone(), t.local, &t.defaults, t.task_queue.as_ref()),
+        None => (id.clone(), false, &no_defaults, None),
     };
     let overrides = match options_table(options) {
         Ok(o) => o,
         Err(failure) => return fail(failure),
     };
-    let mut options = match activity_options(&defaults, &overrides) {
+    let mut options = match activity_options(defaults, &overrides) {
         Ok(o) => o,
         Err(failure) => return fail(failure.wrap(&format!("funcs.call({id})"))),
     };
     if options.task_queue.is_none() {
-        options.task_queue = home_queue;
+        options.task_queue = home_queue.cloned();
     }
     let mut data = Vec::with_capacity(args.len());
     for (i, arg) in args.iter().enumerate() {
