@@ -18,6 +18,8 @@ use std::mem::Discriminant;
 use temporalio_common::protos::coresdk::workflow_activation::{
     WorkflowActivation, workflow_activation_job::Variant as JobVariant,
 };
+use prost::Message;
+use temporalio_common::protos::coresdk::workflow_commands::WorkflowCommand;
 use temporalio_common::protos::coresdk::workflow_commands::workflow_command::Variant as CommandVariant;
 
 /// Runs whose logged commands outgrow this are not parked (Core's cache still holds them).
@@ -53,16 +55,47 @@ pub fn job_keys(activation: &WorkflowActivation) -> Vec<JobKey> {
 #[derive(Debug)]
 struct Entry {
     jobs: Vec<JobKey>,
-    commands: Vec<CommandVariant>,
+    /// How many commands of the log's bytes this activation answered.
+    commands: usize,
 }
 
-/// Every activation of one run that changed it, with the commands it answered.
+/// Every activation of one run that changed it, with the commands it answered. The commands are
+/// kept protobuf-encoded (each a length-delimited `WorkflowCommand`): one buffer per run, no
+/// allocation per command, and a fraction of the memory of the decoded structs.
 #[derive(Debug, Default)]
 struct RunLog {
     entries: Vec<Entry>,
-    bytes: usize,
+    encoded: Vec<u8>,
+    /// Where the commands of the next entry to answer start in `encoded`.
+    cursor: usize,
     /// Outgrew [`LOG_LIMIT_BYTES`]: no longer recorded, never parked.
     overflowed: bool,
+}
+
+impl RunLog {
+    fn push(&mut self, jobs: Vec<JobKey>, commands: &[CommandVariant]) {
+        let mut count = 0;
+        for command in commands.iter().filter(|c| !matches!(c, CommandVariant::RespondToQuery(_))) {
+            // A oneof encoded on its own is the same bytes as the message holding only it.
+            prost::encoding::encode_varint(command.encoded_len() as u64, &mut self.encoded);
+            command.encode(&mut self.encoded);
+            count += 1;
+        }
+        self.entries.push(Entry { jobs, commands: count });
+    }
+
+    /// Decodes the commands of the next entry to answer.
+    fn next_commands(&mut self, count: usize) -> Result<Vec<CommandVariant>, prost::DecodeError> {
+        let mut rest = &self.encoded[self.cursor..];
+        let before = rest.len();
+        let mut commands = Vec::with_capacity(count);
+        for _ in 0..count {
+            let command = WorkflowCommand::decode_length_delimited(&mut rest)?;
+            commands.extend(command.variant);
+        }
+        self.cursor += before - rest.len();
+        Ok(commands)
+    }
 }
 
 /// A parked run being replayed by Core: `answered` entries of its log have been given back.
@@ -138,15 +171,17 @@ impl Parking {
         let caught_up = waking.answered == waking.log.entries.len();
         if caught_up && (!activation.is_replaying || jobs.is_empty()) {
             // Live again (or a query after the replay): the parked Lua state continues.
-            let waking = self.waking.remove(run_id).expect("present");
+            let mut waking = self.waking.remove(run_id).expect("present");
+            waking.log.cursor = 0;
             self.live.insert(run_id.to_owned(), waking.log);
             return Wake::Pass;
         }
-        match waking.log.entries.get(waking.answered) {
-            Some(entry) if activation.is_replaying && entry.jobs == jobs => {
+        let matching = waking.log.entries.get(waking.answered).filter(|e| activation.is_replaying && e.jobs == jobs);
+        match matching.map(|entry| entry.commands).map(|count| waking.log.next_commands(count)) {
+            Some(Ok(commands)) => {
                 waking.answered += 1;
                 waking.seen.push(activation.clone());
-                Wake::Answer(entry.commands.clone())
+                Wake::Answer(commands)
             }
             _ => {
                 let seen = std::mem::take(&mut waking.seen);
@@ -171,25 +206,27 @@ impl Parking {
         if jobs.is_empty() {
             return;
         }
-        let log = self.live.entry(run_id.to_owned()).or_default();
+        let log = match self.live.get_mut(run_id) {
+            Some(log) => log,
+            None => self.live.entry(run_id.to_owned()).or_default(),
+        };
         if log.overflowed {
             return;
         }
-        let commands: Vec<CommandVariant> =
-            commands.iter().filter(|c| !matches!(c, CommandVariant::RespondToQuery(_))).cloned().collect();
-        log.bytes += commands.iter().map(CommandVariant::encoded_len).sum::<usize>() + jobs.len() * 16;
-        if log.bytes > LOG_LIMIT_BYTES {
+        log.push(jobs, commands);
+        if log.encoded.len() > LOG_LIMIT_BYTES {
             *log = RunLog { overflowed: true, ..RunLog::default() };
-            return;
         }
-        log.entries.push(Entry { jobs, commands });
     }
 
     /// Core evicted the run. Returns whether the engine keeps its Lua state (parked) and the
     /// parked runs the engine must drop to stay within the capacity.
     pub fn evict(&mut self, run_id: &str, cache_full: bool) -> (bool, Vec<String>) {
         // A run evicted right after its replay was answered (say, for a query) keeps its log.
-        let caught_up = self.waking.remove(run_id).filter(|w| w.answered == w.log.entries.len()).map(|w| w.log);
+        let caught_up = self.waking.remove(run_id).filter(|w| w.answered == w.log.entries.len()).map(|mut w| {
+            w.log.cursor = 0;
+            w.log
+        });
         let log = self.live.remove(run_id).or(caught_up);
         let Some(log) = log.filter(|log| cache_full && !log.overflowed && self.capacity > 0) else {
             return (false, Vec::new());
