@@ -20,17 +20,25 @@ def patch(text: str, old: str, new: str) -> str:
 
 def main() -> None:
     src, dest, variant = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-    if dest.exists():
-        shutil.rmtree(dest)
-    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("target"))
-    main_rs = dest / "src/main.rs"
-    text = main_rs.read_text()
+    text = (src / "src/main.rs").read_text()
     for one in variant.split("+"):
         text = apply(text, one)
-    main_rs.write_text(text)
+    # Each variant is its own package, core-floor-<variant>, so its binary has its own path in
+    # the shared target dir (cargo does not copy a binary out again when nothing was rebuilt).
     # The copy lives under this repository's target/: keep it out of the Tempest workspace.
-    manifest = dest / "Cargo.toml"
-    manifest.write_text(manifest.read_text() + "\n[workspace]\n")
+    name = 'name = "core-floor"'
+    renamed = f'name = "core-floor-{variant.replace("+", "-")}"'
+    manifest = patch((src / "Cargo.toml").read_text(), name, renamed) + "\n[workspace]\n"
+    lock = patch((src / "Cargo.lock").read_text(), name, renamed)
+    wanted = {"src/main.rs": text, "Cargo.toml": manifest, "Cargo.lock": lock}
+    if dest.exists() and all((dest / name).is_file() and (dest / name).read_text() == content
+                             for name, content in wanted.items()):
+        return  # unchanged: keep the files' times, so cargo does not rebuild the variant
+    if dest.exists():
+        shutil.rmtree(dest)
+    for name, content in wanted.items():
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        (dest / name).write_text(content)
 
 
 def apply(text: str, variant: str) -> str:
