@@ -1,7 +1,7 @@
 //! `max_parked_workflows`: with a workflow cache of 2, most runs blocked on a signal are evicted by
-//! Core and parked (their Lua state kept). The signal wakes each one: Core replays its history,
-//! the replay is answered from the parked run's log, and the parked Lua state finishes the run.
-//! Results, histories and replays are those of runs that were never evicted.
+//! Core and parked (their Lua state kept). A query and then the signal wake them: Core replays the
+//! history, the replay is answered from the parked run's log, and the parked Lua state answers the
+//! query and finishes the run. Results, histories and replays are those of runs never evicted.
 
 mod common;
 
@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use common::{Project, assert_replays, signal_many, start_workflow, task_failures, wait_result};
 use serde_json::json;
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
 const ENTRIES: &str = r#"  - name: waiter
     kind: workflow.lua
     source: file://waiter.lua
-    modules: [funcs]
+    modules: [funcs, workflow]
     meta: {temporal: {workflow: {worker: worker}}}
   - name: echo
     kind: function.lua
@@ -23,8 +24,10 @@ const ENTRIES: &str = r#"  - name: waiter
 
 const WAITER: &str = r#"
 local funcs = require("funcs")
+local workflow = require("workflow")
 return { main = function(name)
   local before = funcs.call("app:echo", name .. ":a")
+  workflow.on_query("before", function() return before end)
   local go = process.listen("go"):receive()
   return funcs.call("app:echo", before .. ":" .. go)
 end }
@@ -44,13 +47,35 @@ async fn parked_runs_wake_on_signals_and_finish_without_replaying_lua() {
         start_workflow("app:waiter", tq, id, &[json!(format!("w{i}"))]).await;
     }
 
-    // Every run has called its activity and waits for `go`; with room for 2 in Core's cache, the
-    // others are parked.
+    // Every run has called its activity and waits for `go` (its second workflow task is done);
+    // with room for 2 in Core's cache, the others are parked.
     let parked = tempest_testkit::wait_until_async(Duration::from_secs(60), Duration::from_millis(100), || async {
-        running.parking().iter().map(|(_, p)| p.runs).sum::<usize>() >= RUNS - 2
+        for id in &ids {
+            let done = common::history(id)
+                .await
+                .events
+                .iter()
+                .filter(|e| matches!(e.attributes, Some(Attributes::WorkflowTaskCompletedEventAttributes(_))))
+                .count();
+            if done < 2 {
+                return false;
+            }
+        }
+        running.parking().iter().map(|(_, p)| p.runs).sum::<usize>() == RUNS - 2
     })
     .await;
     assert!(parked.is_ok(), "runs were not parked: {:?}", running.parking());
+
+    // A query wakes the oldest run (parked: the cache holds the newest two), and the parked
+    // Lua state answers it.
+    let woken = |running: &tempest_temporal::Running| running.parking().iter().map(|(_, p)| p.stats.woken).sum::<u64>();
+    let woken_before_query = woken(&running);
+    let first = ids[0].clone();
+    let answer = tempest_testkit::temporal_cli_async(["workflow", "query", "--workflow-id", &first, "--type", "before"])
+        .await
+        .expect_success();
+    assert!(answer.stdout.contains("w0:a"), "{}", answer.stdout);
+    assert_eq!(woken(&running), woken_before_query + 1, "the query woke the parked run: {:?}", running.parking());
 
     for id in &ids {
         signal_many(id, "go", &[json!("go")]).await;
