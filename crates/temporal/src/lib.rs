@@ -126,7 +126,7 @@ async fn start_worker(core: &CoreRuntime, mut plan: WorkerPlan, connection: Conn
             context,
             stats.clone(),
         )
-            .map_err(worker_error)?;
+        .map_err(worker_error)?;
         loops.push(poll);
     }
     if !plan.options.local_activity_worker_only {

@@ -66,8 +66,6 @@ struct Entry {
 struct RunLog {
     entries: Vec<Entry>,
     encoded: Vec<u8>,
-    /// Where the commands of the next entry to answer start in `encoded`.
-    cursor: usize,
     /// Outgrew [`LOG_LIMIT_BYTES`]: no longer recorded, never parked.
     overflowed: bool,
 }
@@ -84,25 +82,27 @@ impl RunLog {
         self.entries.push(Entry { jobs, commands: count });
     }
 
-    /// Decodes the commands of the next entry to answer.
-    fn next_commands(&mut self, count: usize) -> Result<Vec<CommandVariant>, prost::DecodeError> {
-        let mut rest = &self.encoded[self.cursor..];
+    /// Decodes `count` commands starting at byte `at` of `encoded`, and moves `at` past them.
+    fn commands_at(&self, at: &mut usize, count: usize) -> Result<Vec<CommandVariant>, prost::DecodeError> {
+        let mut rest = &self.encoded[*at..];
         let before = rest.len();
         let mut commands = Vec::with_capacity(count);
         for _ in 0..count {
             let command = WorkflowCommand::decode_length_delimited(&mut rest)?;
             commands.extend(command.variant);
         }
-        self.cursor += before - rest.len();
+        *at += before - rest.len();
         Ok(commands)
     }
 }
 
-/// A parked run being replayed by Core: `answered` entries of its log have been given back.
+/// A parked run being replayed by Core: `answered` entries of its log have been given back, and
+/// the next entry's commands start at byte `cursor` of the log.
 #[derive(Debug)]
 struct Waking {
     log: RunLog,
     answered: usize,
+    cursor: usize,
     /// The replayed activations so far, for a rebuild if a later one does not match.
     seen: Vec<WorkflowActivation>,
 }
@@ -165,19 +165,18 @@ impl Parking {
                 return self.rebuild(run_id, Vec::new());
             }
             self.stats.woken += 1;
-            self.waking.insert(run_id.to_owned(), Waking { log, answered: 0, seen: Vec::new() });
+            self.waking.insert(run_id.to_owned(), Waking { log, answered: 0, cursor: 0, seen: Vec::new() });
         }
         let Some(waking) = self.waking.get_mut(run_id) else { return Wake::Pass };
         let caught_up = waking.answered == waking.log.entries.len();
         if caught_up && (!activation.is_replaying || jobs.is_empty()) {
             // Live again (or a query after the replay): the parked Lua state continues.
-            let mut waking = self.waking.remove(run_id).expect("present");
-            waking.log.cursor = 0;
+            let waking = self.waking.remove(run_id).expect("present");
             self.live.insert(run_id.to_owned(), waking.log);
             return Wake::Pass;
         }
         let matching = waking.log.entries.get(waking.answered).filter(|e| activation.is_replaying && e.jobs == jobs);
-        match matching.map(|entry| entry.commands).map(|count| waking.log.next_commands(count)) {
+        match matching.map(|entry| waking.log.commands_at(&mut waking.cursor, entry.commands)) {
             Some(Ok(commands)) => {
                 waking.answered += 1;
                 waking.seen.push(activation.clone());
@@ -223,10 +222,7 @@ impl Parking {
     /// parked runs the engine must drop to stay within the capacity.
     pub fn evict(&mut self, run_id: &str, cache_full: bool) -> (bool, Vec<String>) {
         // A run evicted right after its replay was answered (say, for a query) keeps its log.
-        let caught_up = self.waking.remove(run_id).filter(|w| w.answered == w.log.entries.len()).map(|mut w| {
-            w.log.cursor = 0;
-            w.log
-        });
+        let caught_up = self.waking.remove(run_id).filter(|w| w.answered == w.log.entries.len()).map(|w| w.log);
         let log = self.live.remove(run_id).or(caught_up);
         let Some(log) = log.filter(|log| cache_full && !log.overflowed && self.capacity > 0) else {
             return (false, Vec::new());
