@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -276,8 +277,10 @@ class Bench:
             worker.stop()
         if kind.startswith("tempest"):
             woken["parking"] = tempest_parking(worker.log_path)
-        settings = ("1000 wf in Core's cache, up to 20000 parked" if kind == "tempest-parked"
-                    else "12000 cached wf") + ", otherwise as in the throughput run"
+        cache = MEMORY_CACHE.get(kind, {"BENCH_MAX_CACHED": "12000", "BENCH_MAX_PARKED": "0"})
+        parked = int(cache["BENCH_MAX_PARKED"])
+        settings = (f"{cache['BENCH_MAX_CACHED']} wf in Core's cache"
+                    + (f", up to {parked} parked" if parked else "") + ", otherwise as in the throughput run")
         row = {"kind": kind, "n": n, "idle_rss_mb": idle, "rss_mb": rss, "peak_rss_mb": hwm,
                "kb_per_workflow": (rss - idle) * 1024 / n, "seconds_to_cache_all": seconds,
                "settings": settings, **woken}
@@ -441,7 +444,6 @@ SERVER_COUNTERS = ("poll_success", "poll_success_sync", "persistence_requests")
 
 def server_counters(server: Proc) -> dict[str, float]:
     """Sums of SERVER_COUNTERS from the dev server's Prometheus endpoint, by name and task type."""
-    import urllib.request
     with urllib.request.urlopen(server.metrics_url, timeout=10) as response:
         text = response.read().decode()
     totals: dict[str, float] = {}
@@ -495,8 +497,9 @@ async def run(args) -> None:
             replay = await bench.replay()
         if args.memory:
             print(f"memory: {args.memory_n} BenchSignalWorkflows blocked on `go`", flush=True)
+            kinds = args.kinds.split(",")
             for kind in MEMORY_KINDS:
-                if kind in args.kinds.split(",") or (kind == "tempest-parked" and "tempest" in args.kinds):
+                if kind in kinds or (kind == "tempest-parked" and "tempest" in kinds):
                     memory.append(await bench.memory(kind))
         means = summarize(rows)
         print_table(rows, means, replay, memory, args.n)
