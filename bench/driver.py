@@ -37,6 +37,7 @@ FLOORS = {
     "floor": FLOOR_BIN / "core-floor",
     "floor-nogzip": FLOOR_BIN / "core-floor-nogzip",
     "floor-st": FLOOR_BIN / "core-floor-nogzip-st",
+    "floor-nogzip": Path(os.environ["FLOOR_X_BIN"]) if os.environ.get("FLOOR_X_BIN") else FLOOR_BIN / "core-floor-nogzip",
 }
 FLOOR_MEMORY = FLOOR_BIN / "core-floor-memory"
 TEMPEST = Path(os.environ.get("TEMPEST_BIN") or ROOT / "target/release/tempest")
@@ -151,7 +152,7 @@ class Bench:
             running = f"TaskQueue='{tq}' AND ExecutionStatus='Running'"
             await wait_count(client, running, lambda c: c == 0, self.args.timeout)
             # Sampled the moment the last run closed (within one 0.2 s poll), before stopping.
-            cpu_end, hwm = worker.cpu(), worker.status_mb("VmHWM")
+            cpu_end, hwm, activity = worker.cpu(), worker.status_mb("VmHWM"), worker.activity()
             server_cpu = self.server.cpu() - server_cpu0
             matching = server_delta(counters0, server_counters(self.server), n)
 
@@ -182,6 +183,7 @@ class Bench:
             "cpu_startup_s": cpu_ready,
             "cpu_ms_per_wf_after_ready": (cpu_end - cpu_ready) * 1000 / n,
             "peak_rss_mb": hwm,
+            "per_wf": {key: value / n for key, value in activity.items()},
             "lua_ms_per_wf": lua_ms / n if lua_ms is not None else None, "lua": lua,
             "transitions_per_wf": statistics.mean(transitions),
             "transitions_sample": transitions,
@@ -197,7 +199,10 @@ class Bench:
               + (f", {row['lua_ms_per_wf']:.3f} ms Lua/wf" if lua_ms is not None else "")
               + f"; server {row['server_cpu_ms_per_wf']:.1f} ms CPU/wf, sync match wf "
               f"{pct(matching['workflow_sync_match'])} act {pct(matching['activity_sync_match'])}, "
-              f"{matching['persistence_requests_per_wf']:.0f} persistence calls/wf", flush=True)
+              f"{matching['persistence_requests_per_wf']:.0f} persistence calls/wf; worker per wf: "
+              f"{row['per_wf']['read_calls']:.1f} reads, {row['per_wf']['write_calls']:.1f} writes, "
+              f"{row['per_wf']['voluntary_switches']:.1f}+{row['per_wf']['involuntary_switches']:.1f} "
+              "context switches", flush=True)
         return row
 
     async def record_history(self, kind: str) -> Path:
@@ -439,7 +444,7 @@ def start_server() -> tuple[Proc, str]:
 # Server counters read before and after each throughput run: how many workflow and activity tasks
 # were matched to a waiting poller (sync) versus stored and dispatched later, and the persistence
 # calls the run cost the server.
-SERVER_COUNTERS = ("poll_success", "poll_success_sync", "persistence_requests")
+SERVER_COUNTERS = ("poll_success", "poll_success_sync", "persistence_requests", "service_requests")
 
 
 def server_counters(server: Proc) -> dict[str, float]:
@@ -452,7 +457,7 @@ def server_counters(server: Proc) -> dict[str, float]:
         if not found or found.group(1) not in SERVER_COUNTERS:
             continue
         name, labels, value = found.groups()
-        if name == "persistence_requests":
+        if name in ("persistence_requests", "service_requests"):
             operation = re.search(r'operation="(\w+)"', labels or "")
             key = f"{name}:{operation.group(1) if operation else '?'}"
         else:
@@ -466,7 +471,10 @@ def server_delta(before: dict[str, float], after: dict[str, float], n: int) -> d
     delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in set(before) | set(after)}
     persistence = {k.split(":", 1)[1]: v / n for k, v in sorted(delta.items())
                    if k.startswith("persistence_requests:") and v}
-    out = {"persistence_requests_per_wf": sum(persistence.values()), "persistence_per_wf": persistence}
+    requests = {k.split(":", 1)[1]: v / n for k, v in sorted(delta.items())
+                if k.startswith("service_requests:") and v}
+    out = {"persistence_requests_per_wf": sum(persistence.values()), "persistence_per_wf": persistence,
+           "requests_per_wf": requests}
     for task_type in ("Workflow", "Activity"):
         polls = delta.get(f"poll_success:{task_type}", 0.0)
         sync = delta.get(f"poll_success_sync:{task_type}", 0.0)

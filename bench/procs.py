@@ -32,6 +32,26 @@ def status_kb(pid: int, key: str) -> int:
     raise KeyError(f"{key} not in /proc/{pid}/status")
 
 
+def activity_counts(pid: int) -> dict[str, int]:
+    """Read and write system calls (/proc/PID/io) and context switches summed over the live
+    threads (/proc/PID/task/*/status) of a process: how often it wakes up and talks to the server."""
+    io = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    counts = {"read_calls": int(io["syscr"]), "write_calls": int(io["syscw"]),
+              "voluntary_switches": 0, "involuntary_switches": 0}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "status").read_text()
+        except OSError:
+            continue  # the thread ended
+        for line in text.splitlines():
+            key, _, value = line.partition(":")
+            if key == "voluntary_ctxt_switches":
+                counts["voluntary_switches"] += int(value)
+            elif key == "nonvoluntary_ctxt_switches":
+                counts["involuntary_switches"] += int(value)
+    return counts
+
+
 class Proc:
     """A child process whose stdout and stderr go to one log file, watched for a ready marker."""
 
@@ -83,6 +103,9 @@ class Proc:
 
     def cpu(self) -> float:
         return cpu_seconds(self.pid)
+
+    def activity(self) -> dict[str, int]:
+        return activity_counts(self.pid)
 
     def status_mb(self, key: str) -> float:
         return status_kb(self.pid, key) / 1024

@@ -120,7 +120,7 @@ fn process(
             if reason.starts_with("Nondeterminism") {
                 let diagnosis = format!(
                     "workflow code diverged from its history: {reason}; the current code issued: {}",
-                    if issued.is_empty() { "no commands".to_owned() } else { issued.join("; ") }
+                    if issued.is_empty() { "no commands".to_owned() } else { issued.to_string() }
                 );
                 tracing::error!(run_id = %run_id, "{diagnosis}");
                 return (WorkflowActivationCompletion::empty(run_id), Some(diagnosis));

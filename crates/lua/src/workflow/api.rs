@@ -169,6 +169,12 @@ pub(crate) fn resolve_activity(
     let Some(state) = run.activities.remove(&seq) else {
         return Ok(());
     };
+    let waiter = state.borrow().waiter;
+    if let Some((task, key)) = waiter {
+        run.call_results.insert(key, outcome);
+        run.wake(task);
+        return Ok(());
+    }
     let channel = {
         let mut state = state.borrow_mut();
         state.outcome = Some(outcome.clone());
@@ -301,13 +307,16 @@ fn options_table(options: Option<Table>) -> Result<BTreeMap<String, serde_json::
     Ok(out)
 }
 
-/// `funcs.async` / `funcs.call` / executor calls: schedule an activity, return its future.
+/// `funcs.async` / `funcs.call` / executor calls: schedule an activity. Returns its future, or
+/// for a blocking call (`direct`) made by a task, the call's key for `activity_result`: the
+/// running task waits for it without a future or a channel.
 fn start_activity(
     lua: &Lua,
     options: Option<Table>,
     context: Option<Table>,
     id: Value,
     args: MultiValue,
+    direct: bool,
 ) -> mlua::Result<(Value, Value)> {
     let fail = |failure: Failure| -> mlua::Result<(Value, Value)> { Ok((Value::Nil, failure.push(lua)?)) };
     let id = match id {
@@ -354,8 +363,8 @@ fn start_activity(
     }
     let context = (!call_context.is_empty()).then_some(call_context);
     let seq = run.next_activity();
-    let channel = Channel::new(1);
-    let channel_ud = lua.create_any_userdata(channel.clone())?;
+    let waiter = if direct { run.current.map(|task| (task, seq)) } else { None };
+    let channel = waiter.is_none().then(|| Channel::new(1));
     let schedule = ScheduleActivity {
         seq,
         activity_type,
@@ -371,14 +380,22 @@ fn start_activity(
         local,
         outcome: None,
         cancel_requested: false,
-        channel: Some(channel),
+        channel: channel.clone(),
+        waiter,
         schedule: local.then(|| schedule.clone()),
     }));
     run.activities.insert(seq, state.clone());
     let site = super::run::command_site(lua, run.replaying);
     run.issue(Command::ScheduleActivity(Box::new(schedule)), site);
-    let future = lua.create_userdata(Future { state, channel_ud })?;
-    Ok((Value::UserData(future), Value::Nil))
+    drop(run);
+    match channel {
+        None => Ok((Value::Integer(i64::from(seq)), Value::Nil)),
+        Some(channel) => {
+            let channel_ud = lua.create_any_userdata(channel)?;
+            let future = lua.create_userdata(Future { state, channel_ud })?;
+            Ok((Value::UserData(future), Value::Nil))
+        }
+    }
 }
 
 /// Registers the `funcs` primitives the prelude builds on.
@@ -386,7 +403,24 @@ pub(crate) fn register_primitives(lua: &Lua, primitives: &Table) -> mlua::Result
     primitives.raw_set(
         "activity",
         lua.create_function(|lua, (options, context, id, args): (Option<Table>, Option<Table>, Value, MultiValue)| {
-            start_activity(lua, options, context, id, args)
+            start_activity(lua, options, context, id, args, false)
+        })?,
+    )?;
+    primitives.raw_set(
+        "activity_call",
+        lua.create_function(|lua, (options, context, id, args): (Option<Table>, Option<Table>, Value, MultiValue)| {
+            start_activity(lua, options, context, id, args, true)
+        })?,
+    )?;
+    primitives.raw_set(
+        "activity_result",
+        lua.create_function(|lua, key: u32| {
+            let outcome = active_run(lua)?.borrow_mut().call_results.remove(&key);
+            match outcome {
+                None => Ok((false, Value::Nil, Value::Nil)),
+                Some(Ok(data)) => Ok((true, from_data(lua, &data)?, Value::Nil)),
+                Some(Err(failure)) => Ok((true, Value::Nil, failure.push(lua)?)),
+            }
         })?,
     )?;
     primitives.raw_set(

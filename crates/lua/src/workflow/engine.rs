@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use mlua::{UserDataFields, Function, HookTriggers, LightUserData, Lua, MultiValue, Table, Thread, ThreadStatus, Value, VmState};
+use mlua::{UserDataFields, Function, HookTriggers, LightUserData, Lua, MultiValue, Table, ThreadStatus, Value, VmState};
 
 use super::run::{ActiveRun, RunCore, active_run};
 use super::{ActivityOutcome, ActivityTarget, Activation, Command, Completion, Job, TaskFailure, WorkflowCode, api, channel, time_api};
@@ -119,6 +119,7 @@ impl WorkflowEngine {
         let vm_error = |e: mlua::Error| EngineError::Vm(e.to_string());
         let lua = sandbox::new_vm(Sandbox::Workflow).map_err(vm_error)?;
         let (main, env_meta) = install_api(&lua).map_err(vm_error)?;
+        install_deadlock_hook(&lua).map_err(vm_error)?;
         let mut definitions = HashMap::new();
         for code in config.workflows {
             let compile_error = |e: mlua::Error| EngineError::Compile { chunk: code.chunk_name.clone(), message: e.to_string() };
@@ -174,16 +175,9 @@ impl WorkflowEngine {
     /// Drops a run's state (Core evicted it). Returns the commands the run issued in its last
     /// activation with the Lua lines that issued them (`ScheduleActivity(app:pay) seq 2 at
     /// flow.lua:14`), which is what a nondeterminism report needs.
-    pub fn evict(&mut self, run_id: &str) -> Vec<String> {
-        let Some(run) = self.runs.remove(run_id) else { return Vec::new() };
-        let core = run.core.borrow();
-        core.last_issued
-            .iter()
-            .map(|(command, site)| match site {
-                Some(site) => format!("{command} at {site}"),
-                None => command.clone(),
-            })
-            .collect()
+    pub fn evict(&mut self, run_id: &str) -> LastIssued {
+        let Some(run) = self.runs.remove(run_id) else { return LastIssued::default() };
+        LastIssued(std::mem::take(&mut run.core.borrow_mut().last_issued))
     }
 
     /// Applies `activation` and returns the commands the run issued, or why the task fails.
@@ -278,7 +272,6 @@ impl WorkflowEngine {
         let definition = &run.definition;
         let chunk: Function = definition.instantiate.call(run.env.clone())?;
         let thread = self.lua.create_thread(self.main.clone())?;
-        install_deadlock_hook(&thread)?;
         let mut start = Vec::with_capacity(args.len() + 3);
         start.push(Value::Function(chunk));
         start.push(Value::String(self.lua.create_string(definition.code.entry_id.as_str())?));
@@ -396,20 +389,74 @@ fn run_ready_tasks(lua: &Lua, core: &Rc<RefCell<RunCore>>) -> Completion {
     let mut run = core.borrow_mut();
     let commands = std::mem::take(&mut run.commands);
     let sites = std::mem::take(&mut run.sites);
-    run.last_issued = commands.iter().map(describe).zip(sites).collect();
+    run.last_issued = commands.iter().map(Issued::of).zip(sites).collect();
     Completion::Commands(commands)
 }
 
-/// A command as a nondeterminism report names it.
-fn describe(command: &Command) -> String {
-    match command {
-        Command::StartTimer { seq, duration } => format!("StartTimer({duration:?}) seq {seq}"),
-        Command::CancelTimer { seq } => format!("CancelTimer seq {seq}"),
-        Command::ScheduleActivity(s) => format!("ScheduleActivity({}) seq {}", s.activity_type, s.seq),
-        Command::RequestCancelActivity { seq, .. } => format!("RequestCancelActivity seq {seq}"),
-        Command::CompleteWorkflow(_) => "CompleteWorkflowExecution".into(),
-        Command::FailWorkflow(_) => "FailWorkflowExecution".into(),
-        Command::RespondToQuery { query_id, .. } => format!("RespondToQuery {query_id}"),
+/// A command as a nondeterminism report names it (`ScheduleActivity(app:pay) seq 2`), kept cheap
+/// to record: it is written out only when a report needs it.
+#[derive(Debug, Clone)]
+pub(crate) enum Issued {
+    StartTimer { seq: u32, duration: Duration },
+    CancelTimer { seq: u32 },
+    ScheduleActivity { seq: u32, activity_type: String },
+    RequestCancelActivity { seq: u32 },
+    CompleteWorkflow,
+    FailWorkflow,
+    RespondToQuery { query_id: String },
+}
+
+impl Issued {
+    fn of(command: &Command) -> Self {
+        match command {
+            Command::StartTimer { seq, duration } => Issued::StartTimer { seq: *seq, duration: *duration },
+            Command::CancelTimer { seq } => Issued::CancelTimer { seq: *seq },
+            Command::ScheduleActivity(s) => Issued::ScheduleActivity { seq: s.seq, activity_type: s.activity_type.clone() },
+            Command::RequestCancelActivity { seq, .. } => Issued::RequestCancelActivity { seq: *seq },
+            Command::CompleteWorkflow(_) => Issued::CompleteWorkflow,
+            Command::FailWorkflow(_) => Issued::FailWorkflow,
+            Command::RespondToQuery { query_id, .. } => Issued::RespondToQuery { query_id: query_id.clone() },
+        }
+    }
+}
+
+impl std::fmt::Display for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Issued::StartTimer { seq, duration } => write!(f, "StartTimer({duration:?}) seq {seq}"),
+            Issued::CancelTimer { seq } => write!(f, "CancelTimer seq {seq}"),
+            Issued::ScheduleActivity { seq, activity_type } => write!(f, "ScheduleActivity({activity_type}) seq {seq}"),
+            Issued::RequestCancelActivity { seq } => write!(f, "RequestCancelActivity seq {seq}"),
+            Issued::CompleteWorkflow => f.write_str("CompleteWorkflowExecution"),
+            Issued::FailWorkflow => f.write_str("FailWorkflowExecution"),
+            Issued::RespondToQuery { query_id } => write!(f, "RespondToQuery {query_id}"),
+        }
+    }
+}
+
+/// The commands a run issued in its last activation, with the Lua lines that issued them;
+/// displayed as `ScheduleActivity(app:pay) seq 2 at flow.lua:14; ...`.
+#[derive(Debug, Default)]
+pub struct LastIssued(Vec<(Issued, Option<String>)>);
+
+impl LastIssued {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Display for LastIssued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (command, site)) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{command}")?;
+            if let Some(site) = site {
+                write!(f, " at {site}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -443,8 +490,11 @@ fn finish(_lua: &Lua, core: &Rc<RefCell<RunCore>>, outcome: Result<crate::conver
     run.issue(command, None);
 }
 
-pub(crate) fn install_deadlock_hook(thread: &Thread) -> mlua::Result<()> {
-    thread.set_hook(HookTriggers::new().every_nth_instruction(DEADLOCK_CHECK_INSTRUCTIONS), move |lua, _| {
+/// Bounds every activation's run time: a global hook, so every thread mlua creates (run tasks,
+/// `coroutine.create`, query handlers) inherits it at no cost per thread, and coroutines created
+/// by Lua itself copy it from their parent.
+fn install_deadlock_hook(lua: &Lua) -> mlua::Result<()> {
+    lua.set_global_hook(HookTriggers::new().every_nth_instruction(DEADLOCK_CHECK_INSTRUCTIONS), move |lua, _| {
         let Some(active) = lua.app_data_ref::<ActiveRun>() else { return Ok(VmState::Continue) };
         let Ok(mut core) = active.0.try_borrow_mut() else { return Ok(VmState::Continue) };
         match core.deadline {
@@ -511,11 +561,8 @@ fn install_api(lua: &Lua) -> mlua::Result<(Function, Table)> {
     channel::register(lua, &primitives)?;
     api::register_primitives(lua, &primitives)?;
     let time = time_api::register(lua, &primitives)?;
-    let hooked_create = lua.create_function(|lua, f: Function| {
-        let thread = lua.create_thread(f)?;
-        install_deadlock_hook(&thread)?;
-        Ok(thread)
-    })?;
+    // Threads created through mlua carry the deadlock hook (a global hook).
+    let hooked_create = lua.create_function(|lua, f: Function| lua.create_thread(f))?;
     primitives.raw_set("coroutine_create", hooked_create.clone())?;
     let prelude: Table = lua
         .load(include_str!("prelude.lua"))
@@ -549,7 +596,6 @@ fn install_api(lua: &Lua) -> mlua::Result<(Function, Table)> {
         "spawn",
         lua.create_function(move |lua, (f, args): (Function, MultiValue)| {
             let thread = lua.create_thread(spawn_body.clone())?;
-            install_deadlock_hook(&thread)?;
             let mut start = Vec::with_capacity(args.len() + 1);
             start.push(Value::Function(f));
             start.extend(args);
@@ -594,25 +640,28 @@ fn install_api(lua: &Lua) -> mlua::Result<(Function, Table)> {
 
 /// `require` for workflows: the entry's `modules:` list, then the deterministic module set.
 fn require_function(lua: &Lua, modules: Table) -> mlua::Result<Function> {
-    lua.create_function(move |lua, name: String| {
+    // Every run evaluates its chunk, so `require` runs once per run and module: the name stays a
+    // Lua string (no copy, no new string for the lookup).
+    lua.create_function(move |lua, name: mlua::String| {
         let run = active_run(lua)?;
         let (allowed, entry) = {
             let run = run.borrow();
             (run.modules.clone(), run.entry_id.clone())
         };
-        if !WORKFLOW_MODULES.contains(&name.as_str()) {
+        let text = name.to_string_lossy();
+        if !WORKFLOW_MODULES.contains(&text.as_str()) {
             return Err(mlua::Error::runtime(format!(
-                "module `{name}` cannot be used in workflows (it is not deterministic); allowed: {}",
+                "module `{text}` cannot be used in workflows (it is not deterministic); allowed: {}",
                 WORKFLOW_MODULES.join(", ")
             )));
         }
-        if !allowed.iter().any(|m| m == &name) {
+        if !allowed.iter().any(|m| *m == text) {
             return Err(mlua::Error::runtime(format!(
-                "module `{name}` is not in the `modules:` list of entry `{entry}`; add it there"
+                "module `{text}` is not in the `modules:` list of entry `{entry}`; add it there"
             )));
         }
-        match modules.raw_get::<Value>(name.as_str())? {
-            Value::Nil => Err(mlua::Error::runtime(format!("module `{name}` is not available in workflows yet"))),
+        match modules.raw_get::<Value>(name)? {
+            Value::Nil => Err(mlua::Error::runtime(format!("module `{text}` is not available in workflows yet"))),
             module => Ok(module),
         }
     })

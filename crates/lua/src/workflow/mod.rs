@@ -13,7 +13,7 @@ mod random;
 mod run;
 mod time_api;
 
-pub use engine::{EngineConfig, WorkflowEngine};
+pub use engine::{EngineConfig, LastIssued, WorkflowEngine};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};

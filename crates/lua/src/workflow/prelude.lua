@@ -97,10 +97,17 @@ local function await(future)
   return P.future_values(future)
 end
 
+-- A blocking call needs no future: the task parks until the activity's outcome is in.
+local activity_call, activity_result = P.activity_call, P.activity_result
 local function call(options, context, id, ...)
-  local future, err = P.activity(options, context, id, ...)
-  if not future then return nil, err end
-  return await(future)
+  local key, err = activity_call(options, context, id, ...)
+  if not key then return nil, err end
+  if type(key) ~= "number" then return await(key) end
+  while true do
+    park()
+    local done, value, failure = activity_result(key)
+    if done then return value, failure end
+  end
 end
 
 local Executor = {}
@@ -132,11 +139,13 @@ M.funcs = {
   new = function() return setmetatable({ options = {}, context = {} }, Executor) end,
 }
 
--- Timers: a durable timer feeding a one-shot channel.
+-- Timers: a durable timer that wakes the sleeping task.
+local sleep_start, timer_pending = P.sleep_start, P.timer_pending
 function M.sleep(d)
-  local ch, err = P.after(d)
-  if not ch then return nil, err end
-  receive(ch)
+  local seq, err = sleep_start(d)
+  if not seq then return nil, err end
+  if type(seq) ~= "number" then receive(seq) return end
+  repeat park() until not timer_pending(seq)
 end
 
 return M

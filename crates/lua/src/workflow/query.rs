@@ -7,7 +7,6 @@ use std::rc::Rc;
 
 use mlua::{Lua, MultiValue, ThreadStatus};
 
-use super::engine::install_deadlock_hook;
 use super::run::RunCore;
 use crate::convert::{Data, from_data, to_data};
 use crate::failure::Failure;
@@ -84,9 +83,8 @@ fn call_handler(lua: &Lua, core: &Rc<RefCell<RunCore>>, name: &str, args: &[Data
     for data in args {
         values.push(from_data(lua, data).map_err(lua_error)?);
     }
-    // A thread of its own, so the deadlock hook bounds it and a blocking call cannot park it.
+    // A thread of its own (it inherits the deadlock hook), so a blocking call cannot park it.
     let thread = lua.create_thread(handler).map_err(lua_error)?;
-    install_deadlock_hook(&thread).map_err(lua_error)?;
     let (commands_before, activity_seq, timer_seq) = {
         let run = core.borrow();
         (run.commands.len(), run.next_activity_seq, run.next_timer_seq)

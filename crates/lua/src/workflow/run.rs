@@ -67,14 +67,20 @@ pub(crate) struct FutureState {
     pub(crate) outcome: Option<Result<crate::convert::Data, Failure>>,
     pub(crate) cancel_requested: bool,
     pub(crate) channel: Option<Channel>,
+    /// `funcs.call` (no future, no channel): the task blocked on it, and the call's key in
+    /// [`RunCore::call_results`] (its first sequence number; a local activity's backoff
+    /// reschedules it under new ones).
+    pub(crate) waiter: Option<(TaskId, u32)>,
     /// Local activities: the schedule to issue again after a backoff.
     pub(crate) schedule: Option<super::ScheduleActivity>,
 }
 
 /// What a fired timer feeds.
 pub(crate) enum TimerTarget {
-    /// `time.after`, `time.sleep`, `time.timer`: deliver once.
+    /// `time.after`, `time.timer`: deliver once.
     Once(Channel),
+    /// `time.sleep`: wake the sleeping task.
+    Wake(TaskId),
     /// `time.ticker`: deliver and re-arm with the same period (nanoseconds).
     Ticker { channel: Channel, period: std::time::Duration, ticker: Rc<RefCell<TickerState>> },
     /// A local activity's backoff: when it fires, schedule the activity again.
@@ -111,12 +117,14 @@ pub(crate) struct RunCore {
     pub(crate) next_activity_seq: u32,
     pub(crate) timers: HashMap<u32, TimerTarget>,
     pub(crate) activities: HashMap<u32, Rc<RefCell<FutureState>>>,
+    /// Outcomes of `funcs.call`s, by call key, until the blocked task takes them.
+    pub(crate) call_results: HashMap<u32, Result<crate::convert::Data, Failure>>,
     pub(crate) commands: Vec<Command>,
     /// Where in the Lua code each of `commands` was issued (`file.lua:12`), when known.
     pub(crate) sites: Vec<Option<String>>,
     /// The previous activation's commands, described, with their sites (for nondeterminism
     /// reports: Core names the diverging command, this says which Lua line issued it).
-    pub(crate) last_issued: Vec<(String, Option<String>)>,
+    pub(crate) last_issued: Vec<(super::engine::Issued, Option<String>)>,
     pub(crate) signals: Signals,
     pub(crate) events: Option<Channel>,
     pub(crate) held_events: Vec<(String, String)>,
@@ -166,6 +174,7 @@ impl RunCore {
             next_activity_seq: 1,
             timers: HashMap::new(),
             activities: HashMap::new(),
+            call_results: HashMap::new(),
             commands: Vec::new(),
             sites: Vec::new(),
             last_issued: Vec::new(),

@@ -36,15 +36,18 @@ pub(crate) fn fire(lua: &Lua, run: &mut RunCore, seq: u32) -> mlua::Result<()> {
     let Some(target) = run.timers.remove(&seq) else {
         return Ok(());
     };
-    let now = lua.create_userdata(Time::from_system(run.now))?;
+    let now = || lua.create_userdata(Time::from_system(run.now));
     match target {
+        TimerTarget::Wake(task) => run.wake(task),
         TimerTarget::Once(channel) => {
+            let now = now()?;
             channel.push(run, Value::UserData(now));
         }
         TimerTarget::LocalBackoff { future, attempt, original_schedule_time } => {
             super::api::reschedule_local_activity(lua, run, future, attempt, original_schedule_time)?;
         }
         TimerTarget::Ticker { channel, period, ticker } => {
+            let now = now()?;
             channel.push(run, Value::UserData(now));
             if !ticker.borrow().stopped {
                 let next = start_timer(
@@ -143,6 +146,28 @@ pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<Table> {
         Ok((Value::UserData(channel_userdata(lua, &channel)?), Value::Nil))
     })?;
     primitives.raw_set("after", after.clone())?;
+    // `time.sleep` in a task: a timer that wakes the task, no channel. Returns the timer's
+    // sequence number for `timer_pending`; elsewhere (a query handler) it falls back to `after`.
+    let after_for_sleep = after.clone();
+    primitives.raw_set(
+        "sleep_start",
+        lua.create_function(move |lua, d: Value| {
+            let run = active_run(lua)?;
+            let Some(task) = run.borrow().current else { return after_for_sleep.call::<(Value, Value)>(d) };
+            let nanos = match duration_arg(&d) {
+                Ok(n) if n >= 0 => n,
+                Ok(n) => return invalid(lua, format!("time.sleep: duration must not be negative, got {n}ns")),
+                Err(message) => return invalid(lua, format!("time.sleep: {message}")),
+            };
+            let site = super::run::command_site(lua, run.borrow().replaying);
+            let seq = start_timer(&mut run.borrow_mut(), nanos, TimerTarget::Wake(task), site);
+            Ok((Value::Integer(i64::from(seq)), Value::Nil))
+        })?,
+    )?;
+    primitives.raw_set(
+        "timer_pending",
+        lua.create_function(|lua, seq: u32| Ok(active_run(lua)?.borrow().timers.contains_key(&seq)))?,
+    )?;
 
     let module = lua.create_table()?;
     register_common(lua, &module)?;
