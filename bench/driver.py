@@ -37,7 +37,6 @@ FLOORS = {
     "floor": FLOOR_BIN / "core-floor",
     "floor-nogzip": FLOOR_BIN / "core-floor-nogzip",
     "floor-st": FLOOR_BIN / "core-floor-nogzip-st",
-    "floor-nogzip": Path(os.environ["FLOOR_X_BIN"]) if os.environ.get("FLOOR_X_BIN") else FLOOR_BIN / "core-floor-nogzip",
 }
 FLOOR_MEMORY = FLOOR_BIN / "core-floor-memory"
 TEMPEST = Path(os.environ.get("TEMPEST_BIN") or ROOT / "target/release/tempest")
