@@ -237,6 +237,25 @@ fn determinism_helpers_are_seeded() {
 }
 
 #[test]
+fn busy_loop_in_a_user_coroutine_fails_the_task_with_tmprl1101() {
+    // Coroutines inherit the deadlock hook, whether created through the workflow API or inside
+    // another coroutine.
+    let mut e = engine(
+        r#"return { main = function()
+          local outer = coroutine.wrap(function()
+            local inner = coroutine.wrap(function() while true do end end)
+            inner()
+          end)
+          outer()
+        end }"#,
+    );
+    match e.activate(start(vec![])) {
+        Completion::Failed(TaskFailure::Deadlock { message }) => assert!(message.contains("[TMPRL1101]"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn busy_loop_fails_the_task_with_tmprl1101() {
     let mut e = engine("return { main = function() while true do end end }");
     match e.activate(start(vec![])) {
