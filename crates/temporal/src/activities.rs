@@ -101,6 +101,9 @@ pub async fn poll_loop(
     task_queue: Arc<str>,
 ) -> Result<(), PollError> {
     let running: Running = Arc::default();
+    // Pure Lua activities run to completion before the next poll, so no cancellation can reach
+    // them while they run: they share one flag that stays down.
+    let never_cancelled = Arc::new(AtomicBool::new(false));
     loop {
         let task = match worker.poll_activity_task().await {
             Ok(task) => task,
@@ -109,6 +112,15 @@ pub async fn poll_loop(
         };
         let task_token = task.task_token;
         match task.variant {
+            // Pure Lua (no module that can wait) runs right here: a task or the blocking pool
+            // would cost more than the call. Only the completion waits for the server.
+            Some(TaskVariant::Start(start)) if !catalog.may_block(&start.activity_type) => {
+                let (task_token, outcome) =
+                    run_inline(&worker, &catalog, &stats, &task_queue, task_token, start, &never_cancelled);
+                let completion = completion(task_token, outcome, false);
+                let worker = worker.clone();
+                tokio::spawn(async move { complete(&worker, completion).await });
+            }
             Some(TaskVariant::Start(start)) => {
                 let cancelled = Arc::new(AtomicBool::new(false));
                 if let Ok(mut map) = running.lock() {
@@ -130,6 +142,65 @@ pub async fn poll_loop(
     }
 }
 
+/// Runs a pure Lua activity on this thread; returns the task token with the outcome.
+fn run_inline(
+    worker: &Arc<Worker>,
+    catalog: &Arc<FunctionCatalog>,
+    stats: &LuaStats,
+    task_queue: &Arc<str>,
+    task_token: Vec<u8>,
+    start: Start,
+    never_cancelled: &Arc<AtomicBool>,
+) -> (Vec<u8>, Result<tempest_lua::convert::Data, Failure>) {
+    let start = Rc::new(start);
+    // Shared with the heartbeat function, and whole again once the call (and its app data) is gone.
+    let token = Rc::new(task_token);
+    let outcome = {
+        let described = start.clone();
+        let task_queue = task_queue.clone();
+        let heartbeat_worker = worker.clone();
+        let heartbeat_token = token.clone();
+        let call = ActivityCall {
+            info: Rc::new(move || activity_info(&described, &task_queue)),
+            heartbeat: Rc::new(move |details: Option<tempest_lua::convert::Data>| {
+                heartbeat_worker.record_activity_heartbeat(ActivityHeartbeat {
+                    task_token: heartbeat_token.to_vec(),
+                    details: details.iter().map(to_payload).collect(),
+                });
+            }),
+            cancelled: never_cancelled.clone(),
+        };
+        let began = std::time::Instant::now();
+        let outcome = run_on_this_thread(catalog, &start, call, stats);
+        stats.record_activity(began.elapsed());
+        outcome
+    };
+    if let Err(failure) = &outcome {
+        tracing::debug!(activity_type = %start.activity_type, "activity failed: {}", failure.message);
+    }
+    let token = Rc::try_unwrap(token).unwrap_or_else(|shared| shared.to_vec());
+    (token, outcome)
+}
+
+fn completion(
+    task_token: Vec<u8>,
+    outcome: Result<tempest_lua::convert::Data, Failure>,
+    cancelled: bool,
+) -> ActivityTaskCompletion {
+    let result = match outcome {
+        Ok(data) => ActivityExecutionResult::ok(to_payload(&data)),
+        Err(failure) if cancelled && failure.kind == Kind::CANCELED => ActivityExecutionResult::cancel(to_proto(&failure)),
+        Err(failure) => ActivityExecutionResult::fail(to_proto(&failure)),
+    };
+    ActivityTaskCompletion { task_token, result: Some(result) }
+}
+
+async fn complete(worker: &Worker, completion: ActivityTaskCompletion) {
+    if let Err(e) = worker.complete_activity_task(completion).await {
+        tracing::warn!("completing an activity task failed: {e}");
+    }
+}
+
 /// What every activity task of a worker shares.
 struct Job {
     worker: Arc<Worker>,
@@ -139,10 +210,9 @@ struct Job {
     task_queue: Arc<str>,
 }
 
-/// Runs one activity task on the blocking pool and completes it.
+/// Runs one activity task whose Lua code may block on the blocking pool, and completes it.
 async fn execute(job: Job, task_token: Vec<u8>, start: Start, cancelled: Arc<AtomicBool>) {
     let Job { worker, catalog, stats, running, task_queue } = job;
-    let inline = !catalog.may_block(&start.activity_type);
     let activity_type = start.activity_type.clone();
     let heartbeat_worker = worker.clone();
     let heartbeat_token = task_token.clone();
@@ -165,30 +235,15 @@ async fn execute(job: Job, task_token: Vec<u8>, start: Start, cancelled: Arc<Ato
         stats.record_activity(began.elapsed());
         outcome
     };
-    // Pure Lua (no module that can wait) runs right here: handing it to the blocking pool would
-    // cost more than the call. Anything that may block goes to the blocking pool.
-    let outcome = if inline {
-        run()
-    } else {
-        tokio::task::spawn_blocking(run)
-            .await
-            .unwrap_or_else(|e| Err(Failure::internal(format!("activity thread panicked: {e}"))))
-    };
+    let outcome = tokio::task::spawn_blocking(run)
+        .await
+        .unwrap_or_else(|e| Err(Failure::internal(format!("activity thread panicked: {e}"))));
     if let Ok(mut map) = running.lock() {
         map.remove(&task_token);
     }
-    let result = match outcome {
-        Ok(data) => ActivityExecutionResult::ok(to_payload(&data)),
-        Err(failure) if cancelled.load(Ordering::Relaxed) && failure.kind == Kind::CANCELED => {
-            ActivityExecutionResult::cancel(to_proto(&failure))
-        }
-        Err(failure) => {
-            tracing::debug!(activity_type = %activity_type, "activity failed: {}", failure.message);
-            ActivityExecutionResult::fail(to_proto(&failure))
-        }
-    };
-    let completion = ActivityTaskCompletion { task_token, result: Some(result) };
-    if let Err(e) = worker.complete_activity_task(completion).await {
-        tracing::warn!("completing an activity task failed: {e}");
+    if let Err(failure) = &outcome {
+        tracing::debug!(activity_type = %activity_type, "activity failed: {}", failure.message);
     }
+    let completion = completion(task_token, outcome, cancelled.load(Ordering::Relaxed));
+    complete(&worker, completion).await;
 }

@@ -69,6 +69,8 @@ struct Run {
 
 pub struct WorkflowEngine {
     lua: Lua,
+    /// The run whose activation executes (the VM's app data shares it).
+    active: ActiveRun,
     definitions: HashMap<String, Rc<Definition>>,
     runs: HashMap<String, Run>,
     main: Function,
@@ -96,21 +98,23 @@ pub enum EngineError {
     Vm(String),
 }
 
-struct RunEntropy(Rc<RefCell<RunCore>>);
+struct RunEntropy(ActiveRun);
 
 impl Entropy for RunEntropy {
     fn fill(&mut self, buf: &mut [u8]) {
-        if let Ok(mut core) = self.0.try_borrow_mut() {
+        if let Some(run) = self.0.run()
+            && let Ok(mut core) = run.try_borrow_mut()
+        {
             core.rng.fill(buf);
         }
     }
 }
 
-struct RunClock(i128);
+struct RunClock(ActiveRun);
 
 impl crate::clock::WallClock for RunClock {
     fn now_unix_nanos(&self) -> i128 {
-        self.0
+        self.0.now_nanos().unwrap_or(0)
     }
 }
 
@@ -120,6 +124,10 @@ impl WorkflowEngine {
         let lua = sandbox::new_vm(Sandbox::Workflow).map_err(vm_error)?;
         let (main, env_meta) = install_api(&lua).map_err(vm_error)?;
         install_deadlock_hook(&lua).map_err(vm_error)?;
+        let active = ActiveRun::default();
+        lua.set_app_data(active.clone());
+        lua.set_app_data::<Box<dyn Entropy>>(Box::new(RunEntropy(active.clone())));
+        lua.set_app_data::<Box<dyn crate::clock::WallClock>>(Box::new(RunClock(active.clone())));
         let mut definitions = HashMap::new();
         for code in config.workflows {
             let compile_error = |e: mlua::Error| EngineError::Compile { chunk: code.chunk_name.clone(), message: e.to_string() };
@@ -142,6 +150,7 @@ impl WorkflowEngine {
             if config.deadlock_timeout.is_zero() { Duration::from_secs(1) } else { config.deadlock_timeout };
         Ok(WorkflowEngine {
             lua,
+            active,
             definitions,
             runs: HashMap::new(),
             main,
@@ -184,10 +193,10 @@ impl WorkflowEngine {
     pub fn activate(&mut self, activation: Activation) -> Completion {
         let run_id = activation.run_id.clone();
         let result = self.activate_inner(activation);
-        self.lua.remove_app_data::<ActiveRun>();
-        self.lua.remove_app_data::<Box<dyn Entropy>>();
-        self.lua.remove_app_data::<Box<dyn crate::clock::WallClock>>();
-        self.lua.remove_app_data::<crate::modules::ctx::CallContext>();
+        self.active.set(None);
+        if self.lua.app_data_ref::<crate::modules::ctx::CallContext>().is_some() {
+            self.lua.remove_app_data::<crate::modules::ctx::CallContext>();
+        }
         match result {
             Ok(completion) => completion,
             Err(e) => {
@@ -244,10 +253,11 @@ impl WorkflowEngine {
             c.deadlock_timeout = self.deadlock_timeout;
         }
         let now = core.borrow().now_nanos();
-        self.lua.set_app_data(ActiveRun(core.clone()));
-        self.lua.set_app_data::<Box<dyn Entropy>>(Box::new(RunEntropy(core.clone())));
-        self.lua.set_app_data::<Box<dyn crate::clock::WallClock>>(Box::new(RunClock(now)));
-        self.lua.set_app_data(crate::modules::ctx::CallContext(core.borrow().context.clone()));
+        self.active.set(Some((core.clone(), now)));
+        let context = core.borrow().context.clone();
+        if context.is_some() {
+            self.lua.set_app_data(crate::modules::ctx::CallContext(context));
+        }
         let mut queries = Vec::new();
         for job in jobs {
             match job {
@@ -495,8 +505,10 @@ fn finish(_lua: &Lua, core: &Rc<RefCell<RunCore>>, outcome: Result<crate::conver
 /// by Lua itself copy it from their parent.
 fn install_deadlock_hook(lua: &Lua) -> mlua::Result<()> {
     lua.set_global_hook(HookTriggers::new().every_nth_instruction(DEADLOCK_CHECK_INSTRUCTIONS), move |lua, _| {
-        let Some(active) = lua.app_data_ref::<ActiveRun>() else { return Ok(VmState::Continue) };
-        let Ok(mut core) = active.0.try_borrow_mut() else { return Ok(VmState::Continue) };
+        let Some(active) = lua.app_data_ref::<ActiveRun>().and_then(|active| active.run()) else {
+            return Ok(VmState::Continue);
+        };
+        let Ok(mut core) = active.try_borrow_mut() else { return Ok(VmState::Continue) };
         match core.deadline {
             Some(deadline) if Instant::now() > deadline => {
                 if core.deadlocked {

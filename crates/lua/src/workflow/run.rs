@@ -18,8 +18,25 @@ use crate::failure::Failure;
 
 pub(crate) type TaskId = usize;
 
-/// The VM's app data while an activation of this run executes.
-pub(crate) struct ActiveRun(pub(crate) Rc<RefCell<RunCore>>);
+/// The run whose activation is executing, and the activation's time (Unix nanoseconds). The
+/// VM's app data holds one slot from start-up on (as do its entropy and clock sources): an
+/// activation only fills it and empties it, without allocating.
+#[derive(Clone, Default)]
+pub(crate) struct ActiveRun(Rc<RefCell<Option<(Rc<RefCell<RunCore>>, i128)>>>);
+
+impl ActiveRun {
+    pub(crate) fn run(&self) -> Option<Rc<RefCell<RunCore>>> {
+        self.0.borrow().as_ref().map(|(run, _)| run.clone())
+    }
+
+    pub(crate) fn now_nanos(&self) -> Option<i128> {
+        self.0.borrow().as_ref().map(|(_, now)| *now)
+    }
+
+    pub(crate) fn set(&self, active: Option<(Rc<RefCell<RunCore>>, i128)>) {
+        *self.0.borrow_mut() = active;
+    }
+}
 
 /// Where the command being issued comes from, for nondeterminism reports. Only a replaying run
 /// can diverge from its history, so a run executing new code pays nothing for it.
@@ -49,7 +66,7 @@ pub(crate) fn call_site(lua: &Lua) -> Option<String> {
 /// Returns the run whose activation is executing, or an error for calls made outside one.
 pub(crate) fn active_run(lua: &Lua) -> mlua::Result<Rc<RefCell<RunCore>>> {
     lua.app_data_ref::<ActiveRun>()
-        .map(|active| active.0.clone())
+        .and_then(|active| active.run())
         .ok_or_else(|| mlua::Error::runtime("workflow API called outside of a workflow activation"))
 }
 
