@@ -35,6 +35,19 @@ pub enum JobKey {
     Other(Discriminant<JobVariant>),
 }
 
+/// A run's log buffer to start with: a few activations' commands without growing.
+const FIRST_LOG_BYTES: usize = 512;
+
+fn closes_the_run(command: &CommandVariant) -> bool {
+    matches!(
+        command,
+        CommandVariant::CompleteWorkflowExecution(_)
+            | CommandVariant::FailWorkflowExecution(_)
+            | CommandVariant::ContinueAsNewWorkflowExecution(_)
+            | CommandVariant::CancelWorkflowExecution(_)
+    )
+}
+
 /// The keys of an activation's jobs, queries and evictions left out (they are not history).
 pub fn job_keys(activation: &WorkflowActivation) -> Vec<JobKey> {
     activation
@@ -205,9 +218,17 @@ impl Parking {
         if jobs.is_empty() {
             return;
         }
+        if commands.iter().any(closes_the_run) {
+            // A closed run never wakes again: its log is of no use.
+            self.live.remove(run_id);
+            return;
+        }
         let log = match self.live.get_mut(run_id) {
             Some(log) => log,
-            None => self.live.entry(run_id.to_owned()).or_default(),
+            None => self
+                .live
+                .entry(run_id.to_owned())
+                .or_insert_with(|| RunLog { encoded: Vec::with_capacity(FIRST_LOG_BYTES), ..RunLog::default() }),
         };
         if log.overflowed {
             return;
@@ -228,6 +249,9 @@ impl Parking {
             return (false, Vec::new());
         };
         self.parkings += 1;
+        let mut log = log;
+        log.encoded.shrink_to_fit();
+        log.entries.shrink_to_fit();
         self.parked.insert(run_id.to_owned(), (self.parkings, log));
         self.order.push_back((self.parkings, run_id.to_owned()));
         self.stats.parked += 1;
@@ -294,6 +318,15 @@ mod tests {
 
     fn before(parking: &mut Parking, activation: &WorkflowActivation) -> Wake {
         parking.before(activation, &job_keys(activation))
+    }
+
+    #[test]
+    fn a_closed_run_keeps_no_log() {
+        let mut parking = Parking::new(10);
+        live(&mut parking, &activation("r", false, vec![init()]), &[timer(1)]);
+        let done = CommandVariant::CompleteWorkflowExecution(Default::default());
+        live(&mut parking, &activation("r", false, vec![fire(1)]), &[done]);
+        assert_eq!(parking.evict("r", true), (false, vec![]), "nothing left to park");
     }
 
     #[test]
