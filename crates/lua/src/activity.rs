@@ -53,6 +53,15 @@ impl FunctionCatalog {
             .get(entry_id)
             .is_none_or(|f| f.modules.iter().any(|m| BLOCKING_MODULES.contains(&m.as_str())))
     }
+
+    /// Whether calls of `entry_id` can read their [`ActivityCall`](crate::modules::activity::ActivityCall):
+    /// the entry may `require` `activity` (info, heartbeat, cancellation) or `http_client`
+    /// (which obeys the cancellation flag). Others run without one.
+    pub fn reads_call(&self, entry_id: &str) -> bool {
+        self.functions
+            .get(entry_id)
+            .is_none_or(|f| f.modules.iter().any(|m| m == "activity" || m == "http_client"))
+    }
 }
 
 /// Modules whose functions can block the calling thread.
@@ -128,13 +137,16 @@ impl ActivityVm {
         context: Option<crate::modules::ctx::ContextMap>,
         call: Option<crate::modules::activity::ActivityCall>,
     ) -> Result<Data, Failure> {
+        let with_call = call.is_some();
         if let Some(call) = call {
             self.lua.set_app_data(crate::modules::http_client::Cancellation(call.cancelled.clone()));
             self.lua.set_app_data(call);
         }
         let result = self.call_in_context(entry_id, args, context);
-        self.lua.remove_app_data::<crate::modules::activity::ActivityCall>();
-        self.lua.remove_app_data::<crate::modules::http_client::Cancellation>();
+        if with_call {
+            self.lua.remove_app_data::<crate::modules::activity::ActivityCall>();
+            self.lua.remove_app_data::<crate::modules::http_client::Cancellation>();
+        }
         result
     }
 
@@ -149,9 +161,14 @@ impl ActivityVm {
             return Err(Failure::new(crate::failure::Kind::NOT_FOUND, format!("function `{entry_id}` is not registered"))
                 .with_retryable(Some(false)));
         };
-        self.lua.set_app_data(crate::modules::ctx::CallContext(context.map(std::rc::Rc::new)));
+        let with_context = context.is_some();
+        if with_context {
+            self.lua.set_app_data(crate::modules::ctx::CallContext(context.map(std::rc::Rc::new)));
+        }
         let result = self.call_inner(code, args).unwrap_or_else(|e| Err(Failure::from_lua_error(&e)));
-        self.lua.remove_app_data::<crate::modules::ctx::CallContext>();
+        if with_context {
+            self.lua.remove_app_data::<crate::modules::ctx::CallContext>();
+        }
         result
     }
 

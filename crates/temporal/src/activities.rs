@@ -61,7 +61,7 @@ fn activity_info(start: &Start, task_queue: &str) -> ActivityInfo {
 fn run_on_this_thread(
     catalog: &Arc<FunctionCatalog>,
     start: &Start,
-    call: ActivityCall,
+    call: Option<ActivityCall>,
     stats: &LuaStats,
 ) -> Result<tempest_lua::convert::Data, Failure> {
     let activity_type = start.activity_type.as_str();
@@ -89,7 +89,7 @@ fn run_on_this_thread(
                 )
             }
         };
-        vm.call_as(activity_type, &args, context, Some(call))
+        vm.call_as(activity_type, &args, context, call)
     })
 }
 
@@ -155,12 +155,13 @@ fn run_inline(
     let start = Rc::new(start);
     // Shared with the heartbeat function, and whole again once the call (and its app data) is gone.
     let token = Rc::new(task_token);
-    let outcome = {
+    // Most functions never look at their call (no `activity` or `http_client` module): skip it.
+    let call = catalog.reads_call(&start.activity_type).then(|| {
         let described = start.clone();
         let task_queue = task_queue.clone();
         let heartbeat_worker = worker.clone();
         let heartbeat_token = token.clone();
-        let call = ActivityCall {
+        ActivityCall {
             info: Rc::new(move || activity_info(&described, &task_queue)),
             heartbeat: Rc::new(move |details: Option<tempest_lua::convert::Data>| {
                 heartbeat_worker.record_activity_heartbeat(ActivityHeartbeat {
@@ -169,12 +170,11 @@ fn run_inline(
                 });
             }),
             cancelled: never_cancelled.clone(),
-        };
-        let began = std::time::Instant::now();
-        let outcome = run_on_this_thread(catalog, &start, call, stats);
-        stats.record_activity(began.elapsed());
-        outcome
-    };
+        }
+    });
+    let began = std::time::Instant::now();
+    let outcome = run_on_this_thread(catalog, &start, call, stats);
+    stats.record_activity(began.elapsed());
     if let Err(failure) = &outcome {
         tracing::debug!(activity_type = %start.activity_type, "activity failed: {}", failure.message);
     }
@@ -231,7 +231,7 @@ async fn execute(job: Job, task_token: Vec<u8>, start: Start, cancelled: Arc<Ato
             cancelled: flag,
         };
         let began = std::time::Instant::now();
-        let outcome = run_on_this_thread(&catalog, &start, call, &stats);
+        let outcome = run_on_this_thread(&catalog, &start, Some(call), &stats);
         stats.record_activity(began.elapsed());
         outcome
     };
