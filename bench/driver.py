@@ -37,12 +37,17 @@ FLOORS = {
     "floor": FLOOR_BIN / "core-floor",
     "floor-nogzip": FLOOR_BIN / "core-floor-nogzip",
     "floor-st": FLOOR_BIN / "core-floor-nogzip-st",
+    # Control experiments, run only when asked (--kinds): floor-st burning the CPU a language
+    # layer would (FLOOR_SPIN_WF_US per activation, FLOOR_SPIN_ACT_US per activity), and floor-st
+    # sending Tempest's request contents.
+    "floor-spin": FLOOR_BIN / "core-floor-nogzip-st-spin",
+    "floor-mimic": FLOOR_BIN / "core-floor-nogzip-st-mimic",
 }
 FLOOR_MEMORY = FLOOR_BIN / "core-floor-memory"
 TEMPEST = Path(os.environ.get("TEMPEST_BIN") or ROOT / "target/release/tempest")
 # A second Tempest binary for A/B comparisons of a change (kind tempest-b, same project).
 TEMPEST_B = Path(os.environ["TEMPEST_B_BIN"]) if os.environ.get("TEMPEST_B_BIN") else None
-KINDS = ("floor", "floor-nogzip", "floor-st", "tempest", "tempest-b", "python", "typescript")
+KINDS = ("floor", "floor-nogzip", "floor-st", "floor-spin", "floor-mimic", "tempest", "tempest-b", "python", "typescript")
 
 # What each worker runs with; shown under the table and stored in the JSON.
 COMMON = "1000 cached wf, 100 wf-task / 100 activity slots, 5+5 pollers, sticky 10s"
@@ -50,6 +55,10 @@ SETTINGS = {
     "floor": f"core-floor (Core 0.10.1, hard-coded state machine): {COMMON}; eager activities on (Core default); gzip on (Core default)",
     "floor-nogzip": f"core-floor with gRPC compression off, as Tempest uses on loopback: {COMMON}",
     "floor-st": f"core-floor with gRPC compression off on a single-threaded tokio runtime, as Tempest runs: {COMMON}",
+    "floor-spin": "floor-st plus a busy loop of FLOOR_SPIN_WF_US µs per activation and FLOOR_SPIN_ACT_US µs per activity "
+                  f"(now {os.environ.get('FLOOR_SPIN_WF_US', '0')} and {os.environ.get('FLOOR_SPIN_ACT_US', '0')})",
+    "floor-mimic": "floor-st with Tempest's request contents (no build ID, pid@vm identity, client name tempest, "
+                   "activity type bench:echo)",
     "tempest": f"tempest run bench/tempest: {COMMON}; up to 20000 parked (command logs kept); eager activities on (Tempest default); gzip off on loopback, "
                "one thread for Core and Lua (Tempest defaults); RUST_LOG unset (Tempest's default filter)",
     "tempest-b": "as tempest, with the binary in TEMPEST_B_BIN (A/B of a change)",
@@ -68,8 +77,11 @@ MEMORY_CACHE = {
 # Workers whose BenchSignalWorkflow completes on `go` (the memory floor's never does).
 WAKES = ("tempest", "tempest-parked", "python")
 
+# Kinds that run only when --kinds names them: an A/B binary and the control experiments.
+ONLY_WHEN_ASKED = ("tempest-b", "floor-spin", "floor-mimic")
+
 # The floor variant with the same Core settings as each kind (no gzip on loopback, one thread).
-LIKE_FLOOR = {"tempest": "floor-st", "tempest-b": "floor-st"}
+LIKE_FLOOR = {"tempest": "floor-st", "tempest-b": "floor-st", "floor-spin": "floor-st", "floor-mimic": "floor-st"}
 
 
 def worker_argv(kind: str, task_queue: str, address: str, memory: bool = False):
@@ -423,7 +435,7 @@ def plan(args) -> list[tuple[str, int]]:
         sys.exit(f"unknown worker kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
     order = []
     for i in range(args.interleave):
-        forward = ("floor", "floor-nogzip", "floor-st", "tempest", "tempest-b")
+        forward = ("floor", "floor-nogzip", "floor-st", "floor-spin", "floor-mimic", "tempest", "tempest-b")
         pair = forward[::-1] if args.abba and i % 2 else forward
         order += [(k, i + 1) for k in pair if k in kinds]
     order += [(k, 1) for k in ("python", "typescript") if k in kinds]
@@ -550,8 +562,9 @@ def main() -> None:
                         "so a server that slows down over the run does not favour the floor")
     p.add_argument("--fresh-server", action="store_true",
                    help="start a new dev server before every throughput run (no drift between runs)")
-    p.add_argument("--kinds", default=",".join(k for k in KINDS if k != "tempest-b"),
-                   help="workers to run (default: %(default)s; tempest-b needs TEMPEST_B_BIN)")
+    p.add_argument("--kinds", default=",".join(k for k in KINDS if k not in ONLY_WHEN_ASKED),
+                   help="workers to run (default: %(default)s; tempest-b needs TEMPEST_B_BIN; floor-spin and "
+                        "floor-mimic are control experiments, see bench/floor_variants.py)")
     p.add_argument("--sample", type=int, default=20, help="workflows described for state transitions")
     p.add_argument("--timeout", type=float, default=900, help="seconds allowed per run")
     p.add_argument("--skip-throughput", action="store_true", help="only the --replay / --memory sections")

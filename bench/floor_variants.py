@@ -5,6 +5,10 @@
     floor_variants.py SRC DEST nogzip   -> a copy that does not gzip its gRPC traffic, as Tempest on
                                            a loopback address, for a like-for-like CPU ratio
     floor_variants.py SRC DEST nogzip+st -> also on a single-threaded tokio runtime, as Tempest runs
+    floor_variants.py SRC DEST nogzip+st+spin  -> floor-st plus a busy loop per activation and per
+                                           activity (FLOOR_SPIN_WF_US, FLOOR_SPIN_ACT_US): a
+                                           stand-in for a language layer's CPU
+    floor_variants.py SRC DEST nogzip+st+mimic -> floor-st sending Tempest's request contents
 Variants combine with `+`.
 """
 import shutil
@@ -71,6 +75,35 @@ def apply(text: str, variant: str) -> str:
     })""")
         text = patch(text, "CoreRuntime, PollError, PollerBehavior, RuntimeOptions, TokioRuntimeBuilder, Worker,",
                      "CoreRuntime, PollError, PollerBehavior, RuntimeOptions, Worker,")
+    elif variant == "mimic":
+        # Tempest's request contents: empty build ID, `pid@vm` identity, client name `tempest`,
+        # activity type `bench:echo`. Shows whether the server treats Tempest's requests
+        # differently (it does not: same server CPU per workflow as floor-st).
+        text = patch(text, 'WorkerVersioningStrategy::None { build_id: "core-floor".into() }', 'WorkerVersioningStrategy::None { build_id: String::new() }')
+        text = patch(text, '.identity(format!("{}@core-floor", std::process::id()))', '.identity(format!("{}@vm", std::process::id()))')
+        text = patch(text, '.client_name("core-floor")', '.client_name("tempest")')
+        text = patch(text, 'activity_type: "echo".into(),', 'activity_type: "bench:echo".into(),')
+        text = patch(text, 'if start.activity_type == "echo"', 'if start.activity_type == "bench:echo"')
+    elif variant == "spin":
+        # Burns CPU as a language layer would: FLOOR_SPIN_WF_US microseconds per activation and
+        # FLOOR_SPIN_ACT_US per activity, in a busy loop on the worker's thread.
+        text = patch(text, """        let w = worker.clone();
+        tokio::spawn(async move {
+            if let Err(e) = w.complete_workflow_activation(completion).await {""", """        spin("FLOOR_SPIN_WF_US");
+        let w = worker.clone();
+        tokio::spawn(async move {
+            if let Err(e) = w.complete_workflow_activation(completion).await {""")
+        text = patch(text, """        let w = worker.clone();
+        let task_token = task.task_token;""", """        spin("FLOOR_SPIN_ACT_US");
+        let w = worker.clone();
+        let task_token = task.task_token;""")
+        text += """
+fn spin(var: &str) {
+    let us: u64 = std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let until = std::time::Instant::now() + Duration::from_micros(us);
+    while std::time::Instant::now() < until {}
+}
+"""
     else:
         raise SystemExit(f"floor_variants: unknown variant {variant}")
     return text
