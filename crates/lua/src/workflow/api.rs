@@ -400,18 +400,16 @@ fn start_activity(
 
 /// Registers the `funcs` primitives the prelude builds on.
 pub(crate) fn register_primitives(lua: &Lua, primitives: &Table) -> mlua::Result<()> {
-    primitives.raw_set(
-        "activity",
-        lua.create_function(|lua, (options, context, id, args): (Option<Table>, Option<Table>, Value, MultiValue)| {
-            start_activity(lua, options, context, id, args, false)
-        })?,
-    )?;
-    primitives.raw_set(
-        "activity_call",
-        lua.create_function(|lua, (options, context, id, args): (Option<Table>, Option<Table>, Value, MultiValue)| {
-            start_activity(lua, options, context, id, args, true)
-        })?,
-    )?;
+    // `activity` returns a future (funcs.async); `activity_call` lets the calling task wait
+    // without one (funcs.call).
+    for (name, direct) in [("activity", false), ("activity_call", true)] {
+        primitives.raw_set(
+            name,
+            lua.create_function(move |lua, (options, context, id, args): (Option<Table>, Option<Table>, Value, MultiValue)| {
+                start_activity(lua, options, context, id, args, direct)
+            })?,
+        )?;
+    }
     primitives.raw_set(
         "activity_result",
         lua.create_function(|lua, key: u32| {
