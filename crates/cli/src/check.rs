@@ -40,11 +40,7 @@ pub fn run(dir: &Path) -> ExitCode {
         tracing::error!(%error, "cannot write the report to stdout");
         return ExitCode::from(crate::RUNTIME_FAILURE);
     }
-    if outcome.report.has_errors() {
-        ExitCode::from(crate::USER_ERROR)
-    } else {
-        ExitCode::SUCCESS
-    }
+    if outcome.report.has_errors() { ExitCode::from(crate::USER_ERROR) } else { ExitCode::SUCCESS }
 }
 
 /// What one check found.
@@ -68,27 +64,14 @@ fn check(dir: &Path) -> Outcome {
             let lua_problems = lua_checks::diagnose(errors.lua_entries());
             let mut report = errors.report;
             report.extend(lua_problems);
-            return Outcome {
-                report,
-                loaded: None,
-            };
+            return Outcome { report, loaded: None };
         }
     };
     tracing::debug!(entries = registry.entries().len(), "definitions loaded");
     let mut report: Report = registry.warnings().iter().cloned().collect();
     report.extend(lua_checks::diagnose(registry.lua_entries()));
-    let start_order = registry
-        .start_order()
-        .iter()
-        .map(|id| describe(&registry, id))
-        .collect();
-    Outcome {
-        report,
-        loaded: Some(Loaded {
-            start_order,
-            entries: registry.entries().len(),
-        }),
-    }
+    let start_order = registry.start_order().iter().map(|id| describe(&registry, id)).collect();
+    Outcome { report, loaded: Some(Loaded { start_order, entries: registry.entries().len() }) }
 }
 
 /// `app:worker (temporal.worker, task queue `orders`)`.
@@ -97,9 +80,7 @@ fn describe(registry: &Registry, id: &EntryId) -> String {
         return id.to_string();
     };
     let detail = match &entry.kind {
-        EntryKind::Worker(_) => registry
-            .task_queue(id)
-            .map(|queue| format!(", task queue `{queue}`")),
+        EntryKind::Worker(_) => registry.task_queue(id).map(|queue| format!(", task queue `{queue}`")),
         EntryKind::Lua(lua) => match &lua.registration {
             Some(Registration::Workflow { worker, .. }) => {
                 let workflow_type = registry.workflow_type(id).unwrap_or_else(|| id.to_string());
@@ -163,13 +144,8 @@ mod tests {
     #[test]
     fn a_warning_alone_still_prints_the_start_order() {
         let outcome = Outcome {
-            report: [Diagnostic::new("a.yaml", 2, 3, "odd").warning()]
-                .into_iter()
-                .collect(),
-            loaded: Some(Loaded {
-                start_order: vec!["app:c (temporal.client)".to_owned()],
-                entries: 1,
-            }),
+            report: [Diagnostic::new("a.yaml", 2, 3, "odd").warning()].into_iter().collect(),
+            loaded: Some(Loaded { start_order: vec!["app:c (temporal.client)".to_owned()], entries: 1 }),
         };
         assert_eq!(
             render(&outcome),
@@ -180,17 +156,11 @@ mod tests {
     #[test]
     fn errors_end_with_a_summary_and_no_start_order() {
         let outcome = Outcome {
-            report: [
-                Diagnostic::new("b.lua", 1, 1, "bad"),
-                Diagnostic::new("a.yaml", 4, 2, "worse"),
-            ]
-            .into_iter()
-            .collect(),
+            report: [Diagnostic::new("b.lua", 1, 1, "bad"), Diagnostic::new("a.yaml", 4, 2, "worse")]
+                .into_iter()
+                .collect(),
             loaded: None,
         };
-        assert_eq!(
-            render(&outcome),
-            "a.yaml:4:2: worse\nb.lua:1:1: bad\n2 errors, 0 warnings\n"
-        );
+        assert_eq!(render(&outcome), "a.yaml:4:2: worse\nb.lua:1:1: bad\n2 errors, 0 warnings\n");
     }
 }

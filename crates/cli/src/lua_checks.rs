@@ -8,9 +8,7 @@ use tempest_lua::check::{self, Require};
 use tempest_registry::{Diagnostic, EntryId, LuaEntry, LuaKind, WORKFLOW_MODULES};
 
 /// Every problem of these entries, unsorted.
-pub fn diagnose<'a>(
-    entries: impl IntoIterator<Item = (&'a EntryId, &'a LuaEntry)>,
-) -> Vec<Diagnostic> {
+pub fn diagnose<'a>(entries: impl IntoIterator<Item = (&'a EntryId, &'a LuaEntry)>) -> Vec<Diagnostic> {
     let entries: HashMap<&EntryId, &LuaEntry> = entries.into_iter().collect();
     let mut ids: Vec<&EntryId> = entries.keys().copied().collect();
     ids.sort();
@@ -87,9 +85,8 @@ fn gate_imports(
 }
 
 fn not_deterministic(require: &Require, imported_by: Option<&EntryId>) -> String {
-    let via = imported_by
-        .map(|workflow| format!(", and workflow `{workflow}` imports this library"))
-        .unwrap_or_default();
+    let via =
+        imported_by.map(|workflow| format!(", and workflow `{workflow}` imports this library")).unwrap_or_default();
     format!(
         "require(\"{}\") is not allowed in workflows (it is not deterministic){via}; allowed: {}",
         require.name,
@@ -118,7 +115,5 @@ fn inline_indent(lua: &LuaEntry, lua_line: usize, yaml_line: usize) -> Option<us
 }
 
 fn at(id: &EntryId, lua: &LuaEntry, line: usize, col: usize, message: String) -> Diagnostic {
-    Diagnostic::new(lua.source.chunk_name.clone(), line, col, message)
-        .with_entry(id.clone())
-        .with_field("source")
+    Diagnostic::new(lua.source.chunk_name.clone(), line, col, message).with_entry(id.clone()).with_field("source")
 }

@@ -73,11 +73,7 @@ fn main() -> ExitCode {
         Err(error) => {
             // `--help` and `--version` arrive here too, on stdout, and are not failures.
             let _ = error.print();
-            return if error.use_stderr() {
-                ExitCode::from(USER_ERROR)
-            } else {
-                ExitCode::SUCCESS
-            };
+            return if error.use_stderr() { ExitCode::from(USER_ERROR) } else { ExitCode::SUCCESS };
         }
     };
     logging::init(cli.log_format);

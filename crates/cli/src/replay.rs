@@ -111,9 +111,7 @@ fn replay(
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    let failures = runtime
-        .block_on(tempest_temporal::replay::replay(engine, histories))
-        .map_err(|e| e.to_string())?;
+    let failures = runtime.block_on(tempest_temporal::replay::replay(engine, histories)).map_err(|e| e.to_string())?;
     let mut by_run: HashMap<String, String> = HashMap::new();
     for failure in failures {
         by_run
@@ -140,10 +138,7 @@ fn concise(message: &str) -> String {
     let body = &message[at + FAILURE.len()..];
     let Some(length) = body.find("\", source: ") else { return message.to_owned() };
     let core_message = &body[..length];
-    let tail = body
-        .find("force_cause: ")
-        .and_then(|i| body[i..].find(" }").map(|j| &body[i + j + 2..]))
-        .unwrap_or("");
+    let tail = body.find("force_cause: ").and_then(|i| body[i..].find(" }").map(|j| &body[i + j + 2..])).unwrap_or("");
     let reason = message[..at].trim_end_matches(": ").rsplit(": ").next().unwrap_or("");
     if core_message.starts_with("[TMPRL") || reason.is_empty() {
         format!("{core_message}{tail}")

@@ -116,7 +116,9 @@ impl Drop for DevServer {
 fn listening(address: &str) -> bool {
     address
         .to_socket_addrs()
-        .map(|addrs| addrs.into_iter().any(|a: SocketAddr| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok()))
+        .map(|addrs| {
+            addrs.into_iter().any(|a: SocketAddr| TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok())
+        })
         .unwrap_or(false)
 }
 
@@ -138,7 +140,10 @@ fn start_dev_server_if_needed(registry: &Registry) -> Result<Option<DevServer>, 
     if !tempest_temporal::is_loopback(&address) || listening(&address) {
         return Ok(None);
     }
-    let port = address.rsplit_once(':').map(|(_, p)| p.to_owned()).ok_or_else(|| format!("client `{id}`: address `{address}` has no port"))?;
+    let port = address
+        .rsplit_once(':')
+        .map(|(_, p)| p.to_owned())
+        .ok_or_else(|| format!("client `{id}`: address `{address}` has no port"))?;
     let binary = temporal_cli();
     tracing::info!(binary = %binary.display(), port = %port, "starting a Temporal dev server for client `{id}`");
     let child = Command::new(&binary)

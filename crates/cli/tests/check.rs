@@ -86,25 +86,11 @@ fn the_orders_example_checks_clean_in_start_order() {
     let output = tempest(&root, &["check", "examples/orders"]);
     let stdout = String::from_utf8(output.stdout).expect("stdout is UTF-8");
     assert_eq!(output.status.code(), Some(0), "stdout:\n{stdout}");
-    let kinds: Vec<&str> = stdout
-        .lines()
-        .filter_map(|line| line.split_once(" (")?.1.split([',', ')']).next())
-        .collect();
-    assert_eq!(
-        kinds,
-        [
-            "temporal.client",
-            "temporal.worker",
-            "workflow.lua",
-            "function.lua"
-        ],
-        "stdout:\n{stdout}"
-    );
+    let kinds: Vec<&str> =
+        stdout.lines().filter_map(|line| line.split_once(" (")?.1.split([',', ')']).next()).collect();
+    assert_eq!(kinds, ["temporal.client", "temporal.worker", "workflow.lua", "function.lua"], "stdout:\n{stdout}");
     assert!(stdout.starts_with("start order:\n"), "stdout:\n{stdout}");
-    assert!(
-        stdout.ends_with("ok: 4 entries, 0 warnings\n"),
-        "stdout:\n{stdout}"
-    );
+    assert!(stdout.ends_with("ok: 4 entries, 0 warnings\n"), "stdout:\n{stdout}");
 }
 
 #[test]
@@ -118,10 +104,7 @@ fn dir_defaults_to_src() {
     .expect("write _index.yaml");
     let output = tempest(project.path(), &["check"]);
     let stdout = String::from_utf8(output.stdout).expect("stdout is UTF-8");
-    assert!(
-        stdout.starts_with("src/_index.yaml:3:11: entry `app:c`: field `address`:"),
-        "stdout:\n{stdout}"
-    );
+    assert!(stdout.starts_with("src/_index.yaml:3:11: entry `app:c`: field `address`:"), "stdout:\n{stdout}");
     assert_eq!(output.status.code(), Some(1));
 }
 
@@ -129,14 +112,8 @@ fn dir_defaults_to_src() {
 fn a_missing_dir_is_a_user_error() {
     let output = tempest(&manifest_dir(), &["check", "tests/fixtures/no_such_case"]);
     let stdout = String::from_utf8(output.stdout).expect("stdout is UTF-8");
-    assert!(
-        stdout.starts_with("tests/fixtures/no_such_case: cannot load definitions:"),
-        "stdout:\n{stdout}"
-    );
-    assert!(
-        stdout.ends_with("\n1 error, 0 warnings\n"),
-        "stdout:\n{stdout}"
-    );
+    assert!(stdout.starts_with("tests/fixtures/no_such_case: cannot load definitions:"), "stdout:\n{stdout}");
+    assert!(stdout.ends_with("\n1 error, 0 warnings\n"), "stdout:\n{stdout}");
     assert_eq!(output.status.code(), Some(1));
 }
 

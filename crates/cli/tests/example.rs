@@ -51,8 +51,18 @@ fn orders_example_runs_end_to_end() {
     let _tempest = Tempest::start(&dir, log.path());
     let input = json!({"order_id": "o-7", "amount": 12.5, "payment_url": url, "confirm_after": "1s"}).to_string();
     let out = cli(&[
-        "workflow", "execute", "--type", "app:order_workflow", "--task-queue", "orders",
-        "--workflow-id", "orders-example-1", "--input", &input, "-o", "json",
+        "workflow",
+        "execute",
+        "--type",
+        "app:order_workflow",
+        "--task-queue",
+        "orders",
+        "--workflow-id",
+        "orders-example-1",
+        "--input",
+        &input,
+        "-o",
+        "json",
     ])
     .expect_success();
     let result: Value = serde_json::from_str(&out.stdout).expect("json");

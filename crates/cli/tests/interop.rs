@@ -11,10 +11,7 @@ use serde_json::{Value, json};
 
 fn python() -> std::path::PathBuf {
     let python = tempest_testkit::workspace_root().join(".tools/venv/bin/python");
-    let ok = Command::new(&python)
-        .args(["-c", "import temporalio"])
-        .status()
-        .is_ok_and(|s| s.success());
+    let ok = Command::new(&python).args(["-c", "import temporalio"]).status().is_ok_and(|s| s.success());
     assert!(ok, "the Temporal Python SDK is missing: run scripts/setup-python-sdk (scripts/test does)");
     python
 }
@@ -83,8 +80,18 @@ fn lua_workflow_calls_a_python_activity_on_another_queue() {
     let _tempest = Tempest::start(dir.path(), &dir.path().join("tempest.log"));
     let input = json!(python_queue).to_string();
     let out = cli(&[
-        "workflow", "execute", "--type", "app:call_python", "--task-queue", &queue,
-        "--workflow-id", "py-activity-1", "--input", &input, "-o", "json",
+        "workflow",
+        "execute",
+        "--type",
+        "app:call_python",
+        "--task-queue",
+        &queue,
+        "--workflow-id",
+        "py-activity-1",
+        "--input",
+        &input,
+        "-o",
+        "json",
     ]);
     drop(worker.stdin.take());
     let _ = worker.wait();

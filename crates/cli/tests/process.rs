@@ -65,7 +65,8 @@ fn sigkill_mid_run_then_a_second_process_finishes_with_the_same_values() {
     let (dir, queue) = project(&[("flow.lua", DETERMINISM_FLOW)], ENTRIES);
     let log = dir.path().join("first.log");
     let mut first = Tempest::start(dir.path(), &log);
-    cli(&["workflow", "start", "--type", "app:flow", "--task-queue", &queue, "--workflow-id", "killed-1"]).expect_success();
+    cli(&["workflow", "start", "--type", "app:flow", "--task-queue", &queue, "--workflow-id", "killed-1"])
+        .expect_success();
     let recorded = tempest_testkit::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
         events("killed-1").iter().any(|e| e["eventType"] == "EVENT_TYPE_ACTIVITY_TASK_COMPLETED")
     });
@@ -126,8 +127,16 @@ fn sigterm_stops_quickly_with_work_in_flight_and_a_restart_finishes_it() {
     let mut first = Tempest::start(dir.path(), &dir.path().join("first.log"));
     for i in 0..50 {
         cli(&[
-            "workflow", "start", "--type", "app:slow", "--task-queue", &queue,
-            "--workflow-id", &format!("inflight-{i}"), "--input", &i.to_string(),
+            "workflow",
+            "start",
+            "--type",
+            "app:slow",
+            "--task-queue",
+            &queue,
+            "--workflow-id",
+            &format!("inflight-{i}"),
+            "--input",
+            &i.to_string(),
         ])
         .expect_success();
     }
@@ -137,7 +146,8 @@ fn sigterm_stops_quickly_with_work_in_flight_and_a_restart_finishes_it() {
 
     let _second = Tempest::start(dir.path(), &dir.path().join("second.log"));
     for i in 0..50 {
-        let out = cli(&["workflow", "result", "--workflow-id", &format!("inflight-{i}"), "-o", "json"]).expect_success();
+        let out =
+            cli(&["workflow", "result", "--workflow-id", &format!("inflight-{i}"), "-o", "json"]).expect_success();
         let result: Value = serde_json::from_str(&out.stdout).expect("json");
         assert_eq!(result.get("result").cloned().unwrap_or(result), json!(i + 1), "inflight-{i}");
     }

@@ -71,8 +71,7 @@ fn replay(dir: &Path, files: &[&Path]) -> (Option<i32>, String) {
 /// Whether `text` holds `file:LINE` for some line number.
 fn names_lua_line(text: &str, file: &str) -> bool {
     let pattern = format!("{file}:");
-    text.match_indices(&pattern)
-        .any(|(at, _)| text[at + pattern.len()..].starts_with(|c: char| c.is_ascii_digit()))
+    text.match_indices(&pattern).any(|(at, _)| text[at + pattern.len()..].starts_with(|c: char| c.is_ascii_digit()))
 }
 
 fn call_shout_first(dir: &Path) {
@@ -93,12 +92,21 @@ fn a_recorded_history_replays_and_a_changed_workflow_is_nondeterministic() {
     let workflow_id = format!("{queue}-run");
     let worker = Worker::start(dir.path(), &queue);
     tempest_testkit::temporal_cli([
-        "workflow", "execute", "--type", "app:flow", "--task-queue", &queue, "--workflow-id", &workflow_id,
-        "--input", "\"replay\"",
+        "workflow",
+        "execute",
+        "--type",
+        "app:flow",
+        "--task-queue",
+        &queue,
+        "--workflow-id",
+        &workflow_id,
+        "--input",
+        "\"replay\"",
     ])
     .expect_success();
-    let exported = tempest_testkit::temporal_cli(["workflow", "show", "--workflow-id", &workflow_id, "--output", "json"])
-        .expect_success();
+    let exported =
+        tempest_testkit::temporal_cli(["workflow", "show", "--workflow-id", &workflow_id, "--output", "json"])
+            .expect_success();
     drop(worker);
     let history = dir.path().join("history.json");
     std::fs::write(&history, exported.stdout).expect("write history");

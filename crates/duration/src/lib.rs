@@ -34,9 +34,7 @@ pub enum ParseDurationError {
     #[error("invalid duration \"{input}\" (missing a unit; {EXAMPLES})")]
     MissingUnit { input: String },
     /// A unit Go does not know, such as `"5d"`.
-    #[error(
-        "invalid duration \"{input}\" (unknown unit \"{unit}\"; valid units are ns, us, µs, ms, s, m, h)"
-    )]
+    #[error("invalid duration \"{input}\" (unknown unit \"{unit}\"; valid units are ns, us, µs, ms, s, m, h)")]
     UnknownUnit { input: String, unit: String },
     /// The value does not fit in an `i64` of nanoseconds.
     #[error("duration \"{input}\" is out of range (at most about 2562047h)")]
@@ -48,9 +46,7 @@ pub enum ParseDurationError {
 
 /// Parses a Go duration string into signed nanoseconds.
 pub fn parse_nanos(input: &str) -> Result<i64, ParseDurationError> {
-    let invalid = || ParseDurationError::Invalid {
-        input: input.to_owned(),
-    };
+    let invalid = || ParseDurationError::Invalid { input: input.to_owned() };
     let (negative, mut rest) = match input.as_bytes().first() {
         Some(b'-') => (true, &input[1..]),
         Some(b'+') => (false, &input[1..]),
@@ -71,40 +67,23 @@ pub fn parse_nanos(input: &str) -> Result<i64, ParseDurationError> {
             .map_or(after_number.len(), |(i, _)| i);
         let unit = &after_number[..unit_len];
         if unit.is_empty() {
-            return Err(ParseDurationError::MissingUnit {
-                input: input.to_owned(),
-            });
+            return Err(ParseDurationError::MissingUnit { input: input.to_owned() });
         }
-        let scale = UNITS
-            .iter()
-            .find(|(name, _)| *name == unit)
-            .map(|(_, scale)| *scale)
-            .ok_or_else(|| {
-                if unit.chars().all(char::is_alphabetic) {
-                    ParseDurationError::UnknownUnit {
-                        input: input.to_owned(),
-                        unit: unit.to_owned(),
-                    }
-                } else {
-                    invalid()
-                }
-            })?;
+        let scale = UNITS.iter().find(|(name, _)| *name == unit).map(|(_, scale)| *scale).ok_or_else(|| {
+            if unit.chars().all(char::is_alphabetic) {
+                ParseDurationError::UnknownUnit { input: input.to_owned(), unit: unit.to_owned() }
+            } else {
+                invalid()
+            }
+        })?;
         total = total
             .checked_add(component_nanos(whole, fraction, scale).ok_or_else(invalid)?)
-            .ok_or_else(|| ParseDurationError::OutOfRange {
-                input: input.to_owned(),
-            })?;
+            .ok_or_else(|| ParseDurationError::OutOfRange { input: input.to_owned() })?;
         rest = &after_number[unit_len..];
     }
-    let limit = if negative {
-        1u128 << 63
-    } else {
-        (1u128 << 63) - 1
-    };
+    let limit = if negative { 1u128 << 63 } else { (1u128 << 63) - 1 };
     if total > limit {
-        return Err(ParseDurationError::OutOfRange {
-            input: input.to_owned(),
-        });
+        return Err(ParseDurationError::OutOfRange { input: input.to_owned() });
     }
     // Both branches fit: `total` is at most 2^63 (negative) or 2^63 - 1 (positive).
     let magnitude = total as i128;
@@ -114,11 +93,7 @@ pub fn parse_nanos(input: &str) -> Result<i64, ParseDurationError> {
 /// Parses a Go duration string that must not be negative.
 pub fn parse(input: &str) -> Result<Duration, ParseDurationError> {
     let nanos = parse_nanos(input)?;
-    u64::try_from(nanos)
-        .map(Duration::from_nanos)
-        .map_err(|_| ParseDurationError::Negative {
-            input: input.to_owned(),
-        })
+    u64::try_from(nanos).map(Duration::from_nanos).map_err(|_| ParseDurationError::Negative { input: input.to_owned() })
 }
 
 /// Splits the leading `digits[.digits]` off `text`; at least one side of the dot needs digits.
@@ -140,9 +115,7 @@ fn split_number(text: &str) -> Option<(&str, &str, &str)> {
 fn component_nanos(whole: &str, fraction: &str, scale: u128) -> Option<u128> {
     let mut nanos: u128 = 0;
     for digit in whole.bytes() {
-        nanos = nanos
-            .checked_mul(10)?
-            .checked_add(u128::from(digit - b'0'))?;
+        nanos = nanos.checked_mul(10)?.checked_add(u128::from(digit - b'0'))?;
         if nanos > u128::from(u64::MAX) {
             return None;
         }
@@ -265,19 +238,13 @@ mod tests {
             r#"invalid duration "5 mins" (expected a Go duration such as "30s", "5m", "1h30m")"#
         );
         for text in ["", "-", "s", ".s", "1s ", " 1s", "abc", "-+1s"] {
-            assert!(
-                matches!(parse_nanos(text), Err(ParseDurationError::Invalid { .. })),
-                "{text:?}"
-            );
+            assert!(matches!(parse_nanos(text), Err(ParseDurationError::Invalid { .. })), "{text:?}");
         }
         assert_eq!(
             parse_nanos("5").unwrap_err().to_string(),
             r#"invalid duration "5" (missing a unit; expected a Go duration such as "30s", "5m", "1h30m")"#
         );
-        assert!(matches!(
-            parse_nanos("1s5"),
-            Err(ParseDurationError::MissingUnit { .. })
-        ));
+        assert!(matches!(parse_nanos("1s5"), Err(ParseDurationError::MissingUnit { .. })));
         for text in ["1..5s", "1e3s", "1.2.3s"] {
             assert!(parse_nanos(text).is_err(), "{text:?}");
         }
@@ -285,10 +252,7 @@ mod tests {
             parse_nanos("3d").unwrap_err().to_string(),
             r#"invalid duration "3d" (unknown unit "d"; valid units are ns, us, µs, ms, s, m, h)"#
         );
-        assert!(matches!(
-            parse_nanos("2562048h"),
-            Err(ParseDurationError::OutOfRange { .. })
-        ));
+        assert!(matches!(parse_nanos("2562048h"), Err(ParseDurationError::OutOfRange { .. })));
         assert!(matches!(
             parse_nanos("99999999999999999999999h"),
             Err(ParseDurationError::Invalid { .. } | ParseDurationError::OutOfRange { .. })
@@ -298,10 +262,7 @@ mod tests {
     #[test]
     fn std_parse_rejects_negative() {
         assert_eq!(parse("1m"), Ok(Duration::from_secs(60)));
-        assert_eq!(
-            parse("-5s").unwrap_err().to_string(),
-            r#"duration "-5s" is negative (expected zero or more)"#
-        );
+        assert_eq!(parse("-5s").unwrap_err().to_string(), r#"duration "-5s" is negative (expected zero or more)"#);
     }
 
     #[test]
@@ -326,9 +287,6 @@ mod tests {
         }
         assert_eq!(format(Duration::from_millis(1500)), "1.5s");
         assert_eq!(GoDuration(Duration::from_secs(90)).to_string(), "1m30s");
-        assert_eq!(
-            "90s".parse::<GoDuration>(),
-            Ok(GoDuration(Duration::from_secs(90)))
-        );
+        assert_eq!("90s".parse::<GoDuration>(), Ok(GoDuration(Duration::from_secs(90))));
     }
 }

@@ -7,7 +7,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 use tempest_lua::convert::Data;
-use tempest_lua::workflow::{Activation, ActivityOutcome, Command, Completion, EngineConfig, Job, WorkflowCode, WorkflowEngine, WorkflowInfo};
+use tempest_lua::workflow::{
+    Activation, ActivityOutcome, Command, Completion, EngineConfig, Job, WorkflowCode, WorkflowEngine, WorkflowInfo,
+};
 
 const SOURCE: &str = r#"
 local funcs = require("funcs")
@@ -23,12 +25,23 @@ end }
 "#;
 
 fn activation(run_id: &str, jobs: Vec<Job>) -> Activation {
-    Activation { run_id: run_id.into(), timestamp: SystemTime::now(), is_replaying: false, history_length: 3, history_size: 100, jobs }
+    Activation {
+        run_id: run_id.into(),
+        timestamp: SystemTime::now(),
+        is_replaying: false,
+        history_length: 3,
+        history_size: 100,
+        jobs,
+    }
 }
 
 fn init(i: usize) -> Job {
     Job::Initialize {
-        info: WorkflowInfo { workflow_id: format!("wf-{i}"), workflow_type: "BenchWorkflow".into(), ..Default::default() },
+        info: WorkflowInfo {
+            workflow_id: format!("wf-{i}"),
+            workflow_type: "BenchWorkflow".into(),
+            ..Default::default()
+        },
         args: vec![Data::Json(json!("x"))],
         randomness_seed: i as u64,
         context: None,
@@ -71,7 +84,9 @@ fn interleaved(engine: &mut WorkflowEngine, n: usize) {
         let mut still = Vec::with_capacity(flight.len());
         for (run_id, job) in flight.drain(..) {
             if let Some(buf) = pollute.as_mut() {
-                for (i, b) in buf.iter_mut().enumerate() { *b = b.wrapping_add(i as u8); }
+                for (i, b) in buf.iter_mut().enumerate() {
+                    *b = b.wrapping_add(i as u8);
+                }
                 let junk: Vec<Vec<u8>> = (0..200).map(|i| vec![i as u8; 16 + (i * 37) % 500]).collect();
                 std::hint::black_box(&junk);
             }
@@ -141,7 +156,10 @@ fn main() {
                 [Command::ScheduleActivity(s)] => {
                     let Data::Json(arg) = &s.args[0] else { panic!() };
                     seq_result = arg.as_str().unwrap_or_default().to_owned();
-                    let job = Job::ResolveActivity { seq: s.seq, outcome: ActivityOutcome::Completed(Data::Json(json!(seq_result))) };
+                    let job = Job::ResolveActivity {
+                        seq: s.seq,
+                        outcome: ActivityOutcome::Completed(Data::Json(json!(seq_result))),
+                    };
                     completion = engine.activate(activation(&run_id, vec![job]));
                 }
                 [Command::StartTimer { seq, .. }] => {

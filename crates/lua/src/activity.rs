@@ -49,18 +49,14 @@ impl FunctionCatalog {
     /// Whether calls of `entry_id` may block their thread: the entry may `require` a module
     /// that waits on I/O or the clock (`http_client`, `time`). Others are pure Lua computations.
     pub fn may_block(&self, entry_id: &str) -> bool {
-        self.functions
-            .get(entry_id)
-            .is_none_or(|f| f.modules.iter().any(|m| BLOCKING_MODULES.contains(&m.as_str())))
+        self.functions.get(entry_id).is_none_or(|f| f.modules.iter().any(|m| BLOCKING_MODULES.contains(&m.as_str())))
     }
 
     /// Whether calls of `entry_id` can read their [`ActivityCall`](crate::modules::activity::ActivityCall):
     /// the entry may `require` `activity` (info, heartbeat, cancellation) or `http_client`
     /// (which obeys the cancellation flag). Others run without one.
     pub fn reads_call(&self, entry_id: &str) -> bool {
-        self.functions
-            .get(entry_id)
-            .is_none_or(|f| f.modules.iter().any(|m| m == "activity" || m == "http_client"))
+        self.functions.get(entry_id).is_none_or(|f| f.modules.iter().any(|m| m == "activity" || m == "http_client"))
     }
 }
 
@@ -102,7 +98,10 @@ impl ActivityVm {
         modules.raw_set("ctx", sandbox::freeze(&lua, "ctx", &crate::modules::ctx::register(&lua)?)?)?;
         modules.raw_set("activity", sandbox::freeze(&lua, "activity", &crate::modules::activity::register(&lua)?)?)?;
         modules.raw_set("yaml", sandbox::freeze(&lua, "yaml", &crate::modules::yaml::register(&lua)?)?)?;
-        modules.raw_set("http_client", sandbox::freeze(&lua, "http_client", &crate::modules::http_client::register(&lua)?)?)?;
+        modules.raw_set(
+            "http_client",
+            sandbox::freeze(&lua, "http_client", &crate::modules::http_client::register(&lua)?)?,
+        )?;
         for name in ["string", "table", "math", "utf8", "os", "coroutine"] {
             let table: Table = globals.get(name)?;
             globals.raw_set(name, sandbox::freeze(&lua, name, &table)?)?;
@@ -158,8 +157,11 @@ impl ActivityVm {
     ) -> Result<Data, Failure> {
         let catalog = self.catalog.clone();
         let Some(code) = catalog.functions.get(entry_id) else {
-            return Err(Failure::new(crate::failure::Kind::NOT_FOUND, format!("function `{entry_id}` is not registered"))
-                .with_retryable(Some(false)));
+            return Err(Failure::new(
+                crate::failure::Kind::NOT_FOUND,
+                format!("function `{entry_id}` is not registered"),
+            )
+            .with_retryable(Some(false)));
         };
         let with_context = context.is_some();
         if with_context {
@@ -262,11 +264,16 @@ mod tests {
     #[test]
     fn return_convention() {
         let mut v = vm("return { run = function(a, b) return { sum = a + b } end }");
-        assert_eq!(v.call("app:f", &[Data::Json(json!(1)), Data::Json(json!(2))], None), Ok(Data::Json(json!({"sum": 3}))));
+        assert_eq!(
+            v.call("app:f", &[Data::Json(json!(1)), Data::Json(json!(2))], None),
+            Ok(Data::Json(json!({"sum": 3})))
+        );
         let mut v = vm("return { run = function() return nil, 'bad input' end }");
         let err = v.call("app:f", &[], None).unwrap_err();
         assert_eq!((err.kind.as_str(), err.message.as_str(), err.retryable), ("Internal", "bad input", Some(false)));
-        let mut v = vm("return { run = function() return nil, errors.new{kind = errors.NOT_FOUND, message = 'gone', retryable = false} end }");
+        let mut v = vm(
+            "return { run = function() return nil, errors.new{kind = errors.NOT_FOUND, message = 'gone', retryable = false} end }",
+        );
         let err = v.call("app:f", &[], None).unwrap_err();
         assert_eq!((err.kind.as_str(), err.retryable), ("NotFound", Some(false)));
         let mut v = vm("return { run = function() error('kaboom') end }");

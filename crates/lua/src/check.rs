@@ -14,17 +14,10 @@ pub struct SyntaxError {
 /// Compiles `source` as the chunk `@{chunk_name}` without running it.
 pub fn compile(chunk_name: &str, source: &str) -> Result<(), SyntaxError> {
     let lua = Lua::new();
-    match lua
-        .load(source)
-        .set_name(format!("@{chunk_name}"))
-        .into_function()
-    {
+    match lua.load(source).set_name(format!("@{chunk_name}")).into_function() {
         Ok(_) => Ok(()),
         Err(mlua::Error::SyntaxError { message, .. }) => Err(split_position(&message)),
-        Err(other) => Err(SyntaxError {
-            line: 0,
-            message: other.to_string(),
-        }),
+        Err(other) => Err(SyntaxError { line: 0, message: other.to_string() }),
     }
 }
 
@@ -34,10 +27,7 @@ fn split_position(text: &str) -> SyntaxError {
     let mut at = 0;
     while let Some(offset) = text[at..].find(':') {
         let start = at + offset + 1;
-        let digits = bytes[start..]
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
+        let digits = bytes[start..].iter().take_while(|b| b.is_ascii_digit()).count();
         if digits > 0 && bytes.get(start + digits) == Some(&b':') {
             let line = text[start..start + digits].parse().unwrap_or(0);
             let message = text[start + digits + 1..].trim_start().to_owned();
@@ -45,10 +35,7 @@ fn split_position(text: &str) -> SyntaxError {
         }
         at = start;
     }
-    SyntaxError {
-        line: 0,
-        message: text.to_owned(),
-    }
+    SyntaxError { line: 0, message: text.to_owned() }
 }
 
 /// A `require` of a literal module name, at the 1-based line and column of `require`.
@@ -64,12 +51,7 @@ pub struct Require {
 /// non-literal arguments are not reported.
 pub fn literal_requires(source: &str) -> Vec<Require> {
     let chars: Vec<char> = source.chars().collect();
-    let mut cursor = Cursor {
-        src: &chars,
-        pos: 0,
-        line: 1,
-        col: 1,
-    };
+    let mut cursor = Cursor { src: &chars, pos: 0, line: 1, col: 1 };
     let mut found = Vec::new();
     // The two previous significant characters, to tell `a.require` from `a .. require`.
     let mut previous = [' ', ' '];
@@ -93,10 +75,7 @@ pub fn literal_requires(source: &str) -> Vec<Require> {
             }
             previous = [previous[1], 'a'];
         } else if c.is_ascii_digit() {
-            while cursor
-                .peek(0)
-                .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.')
-            {
+            while cursor.peek(0).is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.') {
                 cursor.bump();
             }
             previous = [previous[1], '0'];
@@ -161,10 +140,7 @@ impl Cursor<'_> {
         }
         let mut text = String::new();
         while let Some(c) = self.peek(0) {
-            if c == ']'
-                && (1..=level).all(|i| self.peek(i) == Some('='))
-                && self.peek(level + 1) == Some(']')
-            {
+            if c == ']' && (1..=level).all(|i| self.peek(i) == Some('=')) && self.peek(level + 1) == Some(']') {
                 for _ in 0..level + 2 {
                     self.bump();
                 }
@@ -209,9 +185,7 @@ impl Cursor<'_> {
     fn string_literal(&mut self) -> Option<String> {
         match self.peek(0)? {
             '\'' | '"' => Some(self.short_string()),
-            '[' => self
-                .long_bracket_level()
-                .map(|level| self.long_bracket(level)),
+            '[' => self.long_bracket_level().map(|level| self.long_bracket(level)),
             _ => None,
         }
     }
@@ -261,10 +235,7 @@ mod tests {
     use super::*;
 
     fn names(source: &str) -> Vec<(String, u32, u32)> {
-        literal_requires(source)
-            .into_iter()
-            .map(|r| (r.name, r.line, r.col))
-            .collect()
+        literal_requires(source).into_iter().map(|r| (r.name, r.line, r.col)).collect()
     }
 
     fn n(name: &str, line: u32, col: u32) -> (String, u32, u32) {
@@ -273,25 +244,16 @@ mod tests {
 
     #[test]
     fn compiles_valid_code() {
-        assert_eq!(
-            compile("wf.lua", "local x = 1\nreturn function() return x end"),
-            Ok(())
-        );
+        assert_eq!(compile("wf.lua", "local x = 1\nreturn function() return x end"), Ok(()));
     }
 
     #[test]
     fn syntax_errors_are_cleaned() {
         let err = compile("app/wf.lua", "local function f()\n  return 1\n\n").unwrap_err();
         assert_eq!(err.line, 4);
-        assert_eq!(
-            err.message,
-            "'end' expected (to close 'function' at line 1) near <eof>"
-        );
+        assert_eq!(err.message, "'end' expected (to close 'function' at line 1) near <eof>");
         let err = compile("x.lua", "x = = 2").unwrap_err();
-        assert_eq!(
-            (err.line, err.message.as_str()),
-            (1, "unexpected symbol near '='")
-        );
+        assert_eq!((err.line, err.message.as_str()), (1, "unexpected symbol near '='"));
         let err = split_position("[string \"a:b\"]:7: oops: more");
         assert_eq!((err.line, err.message.as_str()), (7, "oops: more"));
     }
@@ -326,19 +288,10 @@ mod tests {
     fn ignores_non_literal_and_field_calls() {
         assert_eq!(names("require(name)"), vec![]);
         assert_eq!(names("require('a' .. b)"), vec![]);
-        assert_eq!(
-            names("obj.require('a') obj:require 'b' local r = require"),
-            vec![]
-        );
+        assert_eq!(names("obj.require('a') obj:require 'b' local r = require"), vec![]);
         assert_eq!(names("local requirex = 1 myrequire('z')"), vec![]);
-        assert_eq!(
-            names("x = 'p' .. require('concat')"),
-            vec![n("concat", 1, 12)]
-        );
-        assert_eq!(
-            names("require --[[ why ]] (\n  'spaced' -- c\n)"),
-            vec![n("spaced", 1, 1)]
-        );
+        assert_eq!(names("x = 'p' .. require('concat')"), vec![n("concat", 1, 12)]);
+        assert_eq!(names("require --[[ why ]] (\n  'spaced' -- c\n)"), vec![n("spaced", 1, 1)]);
     }
 
     #[test]

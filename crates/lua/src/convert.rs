@@ -45,9 +45,7 @@ impl UserData for Bytes {
         methods.add_method("to_string", |lua, this, ()| lua.create_string(&this.0));
         methods.add_method("hex", |_, this, ()| Ok(hex(&this.0)));
         methods.add_meta_method(MetaMethod::Len, |_, this, ()| Ok(this.0.len()));
-        methods.add_meta_method(MetaMethod::ToString, |lua, this, ()| {
-            lua.create_string(&this.0)
-        });
+        methods.add_meta_method(MetaMethod::ToString, |lua, this, ()| lua.create_string(&this.0));
         methods.add_meta_function(MetaMethod::Eq, |_, (a, b): (AnyUserData, AnyUserData)| {
             Ok(match (a.borrow::<Bytes>(), b.borrow::<Bytes>()) {
                 (Ok(a), Ok(b)) => a.0 == b.0,
@@ -56,9 +54,7 @@ impl UserData for Bytes {
         });
         methods.add_meta_function(MetaMethod::Concat, |lua, (a, b): (Value, Value)| {
             let (Some(mut a), Some(b)) = (bytes_or_string(&a), bytes_or_string(&b)) else {
-                return Err(mlua::Error::runtime(
-                    "attempt to concatenate bytes with a non-string",
-                ));
+                return Err(mlua::Error::runtime("attempt to concatenate bytes with a non-string"));
             };
             a.extend_from_slice(&b);
             lua.create_string(a)
@@ -118,11 +114,7 @@ enum Segment {
 
 impl EncodeError {
     fn new(reason: EncodeReason) -> Self {
-        EncodeError {
-            root: String::from("value"),
-            segments: Vec::new(),
-            reason,
-        }
+        EncodeError { root: String::from("value"), segments: Vec::new(), reason }
     }
 
     fn within(mut self, segment: Segment) -> Self {
@@ -156,9 +148,7 @@ impl EncodeError {
 
 fn is_identifier(key: &str) -> bool {
     let mut chars = key.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -175,15 +165,10 @@ impl fmt::Display for EncodeReason {
         match self {
             EncodeReason::Unsupported(ty) => write!(f, "cannot encode a {ty} as JSON"),
             EncodeReason::InvalidKey(ty) => {
-                write!(
-                    f,
-                    "table key of type {ty} cannot be encoded (keys must be strings or 1..n)"
-                )
+                write!(f, "table key of type {ty} cannot be encoded (keys must be strings or 1..n)")
             }
             EncodeReason::MixedKeys => f.write_str("table mixes integer and string keys"),
-            EncodeReason::SparseArray => {
-                f.write_str("table has integer keys that are not exactly 1..n (sparse array)")
-            }
+            EncodeReason::SparseArray => f.write_str("table has integer keys that are not exactly 1..n (sparse array)"),
             EncodeReason::Cycle => f.write_str("table contains itself (reference cycle)"),
             EncodeReason::TooDeep => write!(f, "tables nested deeper than {MAX_DEPTH} levels"),
             EncodeReason::NestedBytes => f.write_str(
@@ -211,9 +196,7 @@ pub fn from_data(lua: &Lua, data: &Data) -> mlua::Result<Value> {
     match data {
         Data::Nil => Ok(Value::Nil),
         Data::Json(json) => json_to_lua(lua, json),
-        Data::Bytes(bytes) => lua
-            .create_userdata(Bytes(bytes.clone()))
-            .map(Value::UserData),
+        Data::Bytes(bytes) => lua.create_userdata(Bytes(bytes.clone())).map(Value::UserData),
     }
 }
 
@@ -223,17 +206,12 @@ pub fn to_json(value: &Value) -> Result<serde_json::Value, EncodeError> {
     encode(value, &mut visiting)
 }
 
-fn encode(
-    value: &Value,
-    visiting: &mut Vec<*const std::ffi::c_void>,
-) -> Result<serde_json::Value, EncodeError> {
+fn encode(value: &Value, visiting: &mut Vec<*const std::ffi::c_void>) -> Result<serde_json::Value, EncodeError> {
     Ok(match value {
         Value::Nil => serde_json::Value::Null,
         Value::Boolean(b) => serde_json::Value::Bool(*b),
         Value::Integer(i) => serde_json::Value::Number(Number::from(*i)),
-        Value::Number(n) => {
-            Number::from_f64(*n).map_or(serde_json::Value::Null, serde_json::Value::Number)
-        }
+        Value::Number(n) => Number::from_f64(*n).map_or(serde_json::Value::Null, serde_json::Value::Number),
         Value::String(s) => serde_json::Value::String(lossy(&s.as_bytes())),
         Value::Table(table) => return encode_table(table, visiting),
         Value::LightUserData(p) if p.0.is_null() => serde_json::Value::Null,
@@ -247,9 +225,7 @@ fn encode(
             }
         }
         other => {
-            return Err(EncodeError::new(EncodeReason::Unsupported(
-                other.type_name(),
-            )));
+            return Err(EncodeError::new(EncodeReason::Unsupported(other.type_name())));
         }
     })
 }
@@ -286,8 +262,7 @@ fn encode_entries(
     let mut fields: Vec<(String, serde_json::Value)> = Vec::new();
     for pair in table.pairs::<Value, Value>() {
         // Iteration over a live table only fails on Lua-level errors we cannot attribute.
-        let (key, value) =
-            pair.map_err(|_| EncodeError::new(EncodeReason::Unsupported("table")))?;
+        let (key, value) = pair.map_err(|_| EncodeError::new(EncodeReason::Unsupported("table")))?;
         match key {
             Value::Integer(i) => {
                 if !fields.is_empty() {
@@ -307,9 +282,7 @@ fn encode_entries(
                 }
             }
             other => {
-                return Err(EncodeError::new(EncodeReason::InvalidKey(
-                    other.type_name(),
-                )));
+                return Err(EncodeError::new(EncodeReason::InvalidKey(other.type_name())));
             }
         }
     }
@@ -317,9 +290,7 @@ fn encode_entries(
         // Sorting here keeps the bytes sorted even if serde_json's `preserve_order` gets enabled
         // by some other crate in the build.
         fields.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        return Ok(serde_json::Value::Object(
-            fields.into_iter().collect::<Map<_, _>>(),
-        ));
+        return Ok(serde_json::Value::Object(fields.into_iter().collect::<Map<_, _>>()));
     }
     if !items.is_sorted_by_key(|(i, _)| *i) {
         items.sort_unstable_by_key(|(i, _)| *i);
@@ -329,9 +300,7 @@ fn encode_entries(
             return Err(EncodeError::new(EncodeReason::SparseArray));
         }
     }
-    Ok(serde_json::Value::Array(
-        items.into_iter().map(|(_, v)| v).collect(),
-    ))
+    Ok(serde_json::Value::Array(items.into_iter().map(|(_, v)| v).collect()))
 }
 
 /// Converts JSON into a Lua value.
@@ -374,9 +343,7 @@ mod tests {
     fn encode_str(code: &str) -> Result<String, String> {
         let lua = Lua::new();
         let value = eval(&lua, code);
-        to_json(&value)
-            .map(|v| v.to_string())
-            .map_err(|e| e.with_root("result").to_string())
+        to_json(&value).map(|v| v.to_string()).map_err(|e| e.with_root("result").to_string())
     }
 
     #[test]
@@ -396,18 +363,9 @@ mod tests {
     #[test]
     fn tables() {
         assert_eq!(encode_str("return {}").unwrap(), "[]");
-        assert_eq!(
-            encode_str("return {1, 'a', true}").unwrap(),
-            r#"[1,"a",true]"#
-        );
-        assert_eq!(
-            encode_str("return {b = 1, a = {2, 3}, c = {}}").unwrap(),
-            r#"{"a":[2,3],"b":1,"c":[]}"#
-        );
-        assert_eq!(
-            encode_str("local t = {} t[2] = 'b' t[1] = 'a' return t").unwrap(),
-            r#"["a","b"]"#
-        );
+        assert_eq!(encode_str("return {1, 'a', true}").unwrap(), r#"[1,"a",true]"#);
+        assert_eq!(encode_str("return {b = 1, a = {2, 3}, c = {}}").unwrap(), r#"{"a":[2,3],"b":1,"c":[]}"#);
+        assert_eq!(encode_str("local t = {} t[2] = 'b' t[1] = 'a' return t").unwrap(), r#"["a","b"]"#);
         assert_eq!(encode_str("return {['1'] = 'x'}").unwrap(), r#"{"1":"x"}"#);
     }
 
@@ -425,21 +383,9 @@ mod tests {
             encode_str("return {[1] = 1, [3] = 3}").unwrap_err(),
             "result: table has integer keys that are not exactly 1..n (sparse array)"
         );
-        assert!(
-            encode_str("return {[0] = 1}")
-                .unwrap_err()
-                .contains("sparse")
-        );
-        assert!(
-            encode_str("return {[true] = 1}")
-                .unwrap_err()
-                .contains("key of type boolean")
-        );
-        assert!(
-            encode_str("return {[1.5] = 1}")
-                .unwrap_err()
-                .contains("key of type number")
-        );
+        assert!(encode_str("return {[0] = 1}").unwrap_err().contains("sparse"));
+        assert!(encode_str("return {[true] = 1}").unwrap_err().contains("key of type boolean"));
+        assert!(encode_str("return {[1.5] = 1}").unwrap_err().contains("key of type number"));
         assert_eq!(
             encode_str("local t = {} t.self = t return {x = t}").unwrap_err(),
             "result.x.self: table contains itself (reference cycle)"
@@ -454,11 +400,7 @@ mod tests {
     fn depth_limit() {
         let ok = format!("return {}{}", "{".repeat(MAX_DEPTH), "}".repeat(MAX_DEPTH));
         assert!(encode_str(&ok).is_ok());
-        let deep = format!(
-            "return {}{}",
-            "{".repeat(MAX_DEPTH + 1),
-            "}".repeat(MAX_DEPTH + 1)
-        );
+        let deep = format!("return {}{}", "{".repeat(MAX_DEPTH + 1), "}".repeat(MAX_DEPTH + 1));
         assert!(encode_str(&deep).unwrap_err().contains("deeper than 128"));
     }
 
@@ -466,18 +408,12 @@ mod tests {
     fn bytes_top_level_and_nested() {
         let lua = Lua::new();
         let bytes = lua.create_userdata(Bytes(vec![0, 255])).unwrap();
-        assert_eq!(
-            to_data(&Value::UserData(bytes.clone())).unwrap(),
-            Data::Bytes(vec![0, 255])
-        );
+        assert_eq!(to_data(&Value::UserData(bytes.clone())).unwrap(), Data::Bytes(vec![0, 255]));
         lua.globals().set("b", bytes).unwrap();
         let nested = eval(&lua, "return {data = b}");
         let err = to_json(&nested).unwrap_err().with_root("arg1");
         assert_eq!(err.reason, EncodeReason::NestedBytes);
-        assert!(
-            err.to_string()
-                .starts_with("arg1.data: bytes inside a table")
-        );
+        assert!(err.to_string().starts_with("arg1.data: bytes inside a table"));
         assert_eq!(to_data(&Value::Nil).unwrap(), Data::Nil);
         assert_eq!(to_data(&Value::Integer(1)).unwrap(), Data::Json(json!(1)));
     }
@@ -502,17 +438,13 @@ mod tests {
     fn failure_inside_table_is_its_message() {
         let lua = Lua::new();
         lua.globals().set("e", Failure::internal("boom")).unwrap();
-        assert_eq!(
-            to_json(&eval(&lua, "return {err = e}")).unwrap(),
-            json!({"err": "boom"})
-        );
+        assert_eq!(to_json(&eval(&lua, "return {err = e}")).unwrap(), json!({"err": "boom"}));
     }
 
     #[test]
     fn json_to_lua_rules() {
         let lua = Lua::new();
-        let value =
-            json!({"a": [1, 2.5, null, "s"], "big": u64::MAX, "f": 1.0, "n": null, "t": true});
+        let value = json!({"a": [1, 2.5, null, "s"], "big": u64::MAX, "f": 1.0, "n": null, "t": true});
         let lua_value = json_to_lua(&lua, &value).unwrap();
         lua.globals().set("v", lua_value).unwrap();
         let ok: bool = eval(
@@ -532,8 +464,7 @@ mod tests {
     #[test]
     fn round_trip() {
         let lua = Lua::new();
-        let value =
-            json!({"list": [1, 2, {"x": -3}], "name": "n", "pi": 3.25, "one": 1.0, "e": []});
+        let value = json!({"list": [1, 2, {"x": -3}], "name": "n", "pi": 3.25, "one": 1.0, "e": []});
         let back = to_json(&json_to_lua(&lua, &value).unwrap()).unwrap();
         assert_eq!(back, value);
     }

@@ -56,10 +56,7 @@ impl Kind {
 
     /// The predefined kind with this string value, if there is one.
     pub fn known(name: &str) -> Option<Kind> {
-        Kind::ALL
-            .iter()
-            .find(|(_, kind)| kind.as_str() == name)
-            .map(|(_, kind)| kind.clone())
+        Kind::ALL.iter().find(|(_, kind)| kind.as_str() == name).map(|(_, kind)| kind.clone())
     }
 
     pub fn as_str(&self) -> &str {
@@ -90,14 +87,7 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(kind: Kind, message: impl Into<String>) -> Failure {
-        Failure {
-            kind,
-            message: message.into(),
-            retryable: None,
-            details: None,
-            cause: None,
-            stack: None,
-        }
+        Failure { kind, message: message.into(), retryable: None, details: None, cause: None, stack: None }
     }
 
     /// Kind Internal, non-retryable: what a raised error or a returned string becomes.
@@ -154,11 +144,7 @@ impl Failure {
 
     /// The Temporal ApplicationFailure type for this error: its kind, `Internal` when Unknown.
     pub fn failure_type(&self) -> &str {
-        if self.kind == Kind::UNKNOWN {
-            Kind::INTERNAL.0.as_ref()
-        } else {
-            self.kind.as_str()
-        }
+        if self.kind == Kind::UNKNOWN { Kind::INTERNAL.0.as_ref() } else { self.kind.as_str() }
     }
 
     /// The error a raised Lua error stands for. A [`Failure`] raised with `error(err)` comes back
@@ -169,15 +155,9 @@ impl Failure {
         match error {
             mlua::Error::CallbackError { traceback, cause } => {
                 let failure = Failure::from_lua_error(cause);
-                if failure.stack.is_some() {
-                    failure
-                } else {
-                    failure.with_stack(Some(traceback.clone()))
-                }
+                if failure.stack.is_some() { failure } else { failure.with_stack(Some(traceback.clone())) }
             }
-            mlua::Error::WithContext { context, cause } => {
-                Failure::from_lua_error(cause).wrap(context)
-            }
+            mlua::Error::WithContext { context, cause } => Failure::from_lua_error(cause).wrap(context),
             mlua::Error::ExternalError(external) => match external.downcast_ref::<Failure>() {
                 Some(failure) => failure.clone(),
                 None => Failure::internal(external.to_string()),
@@ -198,12 +178,11 @@ impl Failure {
             Value::Nil | Value::Boolean(false) => None,
             Value::String(s) => Some(Failure::internal(s.to_string_lossy())),
             Value::Error(error) => Some(Failure::from_lua_error(error)),
-            other => Some(Failure::from_value(other).unwrap_or_else(|| {
-                Failure::internal(format!(
-                    "unexpected error value of type {}",
-                    other.type_name()
-                ))
-            })),
+            other => {
+                Some(Failure::from_value(other).unwrap_or_else(|| {
+                    Failure::internal(format!("unexpected error value of type {}", other.type_name()))
+                }))
+            }
         }
     }
 
@@ -248,19 +227,13 @@ impl Failure {
         let mut failure: Option<Failure> = None;
         for level in levels.iter().rev() {
             let message = level.get("msg")?.as_str()?;
-            let kind = level
-                .get("kind")
-                .and_then(|k| k.as_str())
-                .map_or(Kind::UNKNOWN, Kind::new);
+            let kind = level.get("kind").and_then(|k| k.as_str()).map_or(Kind::UNKNOWN, Kind::new);
             failure = Some(Failure {
                 kind,
                 message: message.to_owned(),
                 retryable: level.get("retry").and_then(serde_json::Value::as_bool),
                 details: level.get("details").filter(|d| !d.is_null()).cloned(),
-                stack: level
-                    .get("stack")
-                    .and_then(|s| s.as_str())
-                    .map(str::to_owned),
+                stack: level.get("stack").and_then(|s| s.as_str()).map(str::to_owned),
                 cause: failure.map(Box::new),
             });
         }
@@ -292,9 +265,7 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.cause
-            .as_deref()
-            .map(|c| c as &(dyn std::error::Error + 'static))
+        self.cause.as_deref().map(|c| c as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -328,9 +299,7 @@ pub fn protect(lua: &Lua, function: Function) -> mlua::Result<Function> {
                 None => {
                     let text = match other {
                         Value::String(s) => s.to_string_lossy(),
-                        other => other
-                            .to_string()
-                            .unwrap_or_else(|_| other.type_name().to_owned()),
+                        other => other.to_string().unwrap_or_else(|_| other.type_name().to_owned()),
                     };
                     Failure::internal(text).with_stack(stack)
                 }
@@ -368,9 +337,8 @@ mod tests {
 
     #[test]
     fn chain_round_trip() {
-        let inner = Failure::new(Kind::NOT_FOUND, "no user")
-            .with_retryable(Some(false))
-            .with_details(Some(json!({"id": 7})));
+        let inner =
+            Failure::new(Kind::NOT_FOUND, "no user").with_retryable(Some(false)).with_details(Some(json!({"id": 7})));
         let outer = inner.wrap("load profile");
         assert_eq!(outer.message, "load profile: no user");
         assert_eq!(outer.kind, Kind::NOT_FOUND);
@@ -407,10 +375,7 @@ mod tests {
         assert_eq!(Failure::from_return(&Value::Nil), None);
         assert_eq!(Failure::from_return(&Value::Boolean(false)), None);
         let s = Failure::from_return(&Value::String(lua.create_string("bad").unwrap())).unwrap();
-        assert_eq!(
-            (s.kind, s.message.as_str(), s.retryable),
-            (Kind::INTERNAL, "bad", Some(false))
-        );
+        assert_eq!((s.kind, s.message.as_str(), s.retryable), (Kind::INTERNAL, "bad", Some(false)));
         let n = Failure::from_return(&Value::Integer(3)).unwrap();
         assert_eq!(n.message, "unexpected error value of type integer");
         let ud = Failure::new(Kind::CONFLICT, "c").push(&lua).unwrap();
@@ -436,11 +401,7 @@ mod tests {
     #[test]
     fn raised_string_becomes_internal_with_stack() {
         let lua = Lua::new();
-        let f: Function = lua
-            .load("return function() error('boom') end")
-            .set_name("@wf.lua")
-            .eval()
-            .unwrap();
+        let f: Function = lua.load("return function() error('boom') end").set_name("@wf.lua").eval().unwrap();
         let err = f.call::<()>(()).unwrap_err();
         let failure = Failure::from_lua_error(&err);
         assert_eq!(failure.kind, Kind::INTERNAL);
@@ -452,33 +413,21 @@ mod tests {
     #[test]
     fn raised_failure_survives_protect() {
         let lua = Lua::new();
-        lua.globals()
-            .set("e", Failure::new(Kind::NOT_FOUND, "missing"))
-            .unwrap();
-        let f: Function = lua
-            .load("return function(x) if x then error(e) end return 1, 2 end")
-            .eval()
-            .unwrap();
+        lua.globals().set("e", Failure::new(Kind::NOT_FOUND, "missing")).unwrap();
+        let f: Function = lua.load("return function(x) if x then error(e) end return 1, 2 end").eval().unwrap();
         let protected = protect(&lua, f).unwrap();
         assert_eq!(protected.call::<(i64, i64)>(false).unwrap(), (1, 2));
         let failure = Failure::from_lua_error(&protected.call::<()>(true).unwrap_err());
-        assert_eq!(
-            (failure.kind, failure.message.as_str()),
-            (Kind::NOT_FOUND, "missing")
-        );
+        assert_eq!((failure.kind, failure.message.as_str()), (Kind::NOT_FOUND, "missing"));
         assert!(failure.stack.is_some());
         // The same through a coroutine, as workflow bodies run.
         let thread = lua.create_thread(protected).unwrap();
         let failure = Failure::from_lua_error(&thread.resume::<()>(true).unwrap_err());
         assert_eq!(failure.kind, Kind::NOT_FOUND);
         // A Rust callback's error keeps its Failure too.
-        let cb = lua
-            .create_function(|_, ()| {
-                Err::<(), _>(mlua::Error::external(Failure::new(Kind::TIMEOUT, "t")))
-            })
-            .unwrap();
-        let failure =
-            Failure::from_lua_error(&protect(&lua, cb).unwrap().call::<()>(()).unwrap_err());
+        let cb =
+            lua.create_function(|_, ()| Err::<(), _>(mlua::Error::external(Failure::new(Kind::TIMEOUT, "t")))).unwrap();
+        let failure = Failure::from_lua_error(&protect(&lua, cb).unwrap().call::<()>(()).unwrap_err());
         assert_eq!(failure.kind, Kind::TIMEOUT);
     }
 }

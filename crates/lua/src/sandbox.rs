@@ -54,10 +54,16 @@ pub fn new_vm(sandbox: Sandbox) -> mlua::Result<Lua> {
     if sandbox == Sandbox::Workflow {
         os.raw_set(
             "getenv",
-            stub(&lua, "os.getenv", where_, "the environment differs between workers; pass values as workflow arguments")?,
+            stub(
+                &lua,
+                "os.getenv",
+                where_,
+                "the environment differs between workers; pass values as workflow arguments",
+            )?,
         )?;
     }
-    globals.raw_set("io", explaining_table(&lua, "io", where_, "file and console I/O is not allowed; use activities")?)?;
+    globals
+        .raw_set("io", explaining_table(&lua, "io", where_, "file and console I/O is not allowed; use activities")?)?;
     globals.raw_set("debug", explaining_table(&lua, "debug", where_, "the debug library can break isolation")?)?;
     // The string metatable is shared by every run; hide it so no run can change string methods.
     lua.load(r#"getmetatable("").__metatable = false"#).set_name("=tempest:sandbox").exec()?;
@@ -150,9 +156,11 @@ pub fn environment_meta(lua: &Lua, shared: &Table) -> mlua::Result<Table> {
 fn check_hash_seed(lua: &Lua) -> mlua::Result<()> {
     const EXPECTED: &str = "k9,k14,k6,k5,k8,k7,k11,k16,k1,k2,k3,k4,k17,k20,k13,k19,k10,k18,k12,k15";
     let order: String = lua
-        .load(r#"local t = {} for i = 1, 20 do t["k" .. i] = i end
+        .load(
+            r#"local t = {} for i = 1, 20 do t["k" .. i] = i end
                  local o = {} for k in pairs(t) do o[#o + 1] = k end
-                 return table.concat(o, ",")"#)
+                 return table.concat(o, ",")"#,
+        )
         .set_name("=tempest:seed-check")
         .eval()?;
     if order == EXPECTED {

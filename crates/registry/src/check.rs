@@ -33,9 +33,7 @@ pub(crate) fn references(
                     target.kind.value,
                     reference.expect.describe()
                 ),
-                Some(target)
-                    if target.is_known() && !reference.expect.accepts(&target.kind.value) =>
-                {
+                Some(target) if target.is_known() && !reference.expect.accepts(&target.kind.value) => {
                     format!(
                         "`{}` is a `{}` entry (expected {})",
                         reference.target,
@@ -51,11 +49,10 @@ pub(crate) fn references(
                         .map(|d| d.id.to_string())
                         .collect();
                     let target = reference.target.to_string();
-                    let hint =
-                        match suggest::closest(&target, candidates.iter().map(String::as_str)) {
-                            Some(close) => format!("did you mean `{close}`?"),
-                            None => format!("expected {}", reference.expect.describe()),
-                        };
+                    let hint = match suggest::closest(&target, candidates.iter().map(String::as_str)) {
+                        Some(close) => format!("did you mean `{close}`?"),
+                        None => format!("expected {}", reference.expect.describe()),
+                    };
                     format!("entry `{target}` does not exist ({hint})")
                 }
             };
@@ -72,14 +69,9 @@ fn at_reference(
     message: String,
 ) -> Diagnostic {
     let file = &files[declared[item.declared].file];
-    Diagnostic::new(
-        file.display.clone(),
-        reference.at.line,
-        reference.at.col,
-        message,
-    )
-    .with_entry(item.id.clone())
-    .with_field(reference.field.clone())
+    Diagnostic::new(file.display.clone(), reference.at.line, reference.at.col, message)
+        .with_entry(item.id.clone())
+        .with_field(reference.field.clone())
 }
 
 /// Reports env routers that reach themselves.
@@ -92,10 +84,7 @@ pub(crate) fn router_loops(
     let routers: Vec<&Loaded> = loaded
         .iter()
         .filter(|item| {
-            matches!(
-                item.entry.as_ref().map(|e| &e.kind),
-                Some(EntryKind::EnvStorage(StorageConfig::Router { .. }))
-            )
+            matches!(item.entry.as_ref().map(|e| &e.kind), Some(EntryKind::EnvStorage(StorageConfig::Router { .. })))
         })
         .collect();
     report_cycles(
@@ -116,14 +105,8 @@ pub(crate) fn start_order(
     files: &[SourceFile],
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<EntryId> {
-    let nodes: Vec<&Loaded> = loaded
-        .iter()
-        .filter(|item| {
-            item.entry
-                .as_ref()
-                .is_some_and(|entry| is_started(&entry.kind))
-        })
-        .collect();
+    let nodes: Vec<&Loaded> =
+        loaded.iter().filter(|item| item.entry.as_ref().is_some_and(|entry| is_started(&entry.kind))).collect();
     report_cycles(
         &nodes,
         |reference| reference.dependency,
@@ -161,17 +144,8 @@ fn report_cycles(
     let mut sorted: Vec<usize> = (0..nodes.len()).collect();
     sorted.sort_by_key(|&i| nodes[i].declared);
     let nodes: Vec<&Loaded> = sorted.iter().map(|&i| nodes[i]).collect();
-    let position: HashMap<&EntryId, usize> = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, item)| (&item.id, i))
-        .collect();
-    let kind_of = |i: usize| {
-        nodes[i]
-            .entry
-            .as_ref()
-            .map_or("", |entry| entry.kind.name())
-    };
+    let position: HashMap<&EntryId, usize> = nodes.iter().enumerate().map(|(i, item)| (&item.id, i)).collect();
+    let kind_of = |i: usize| nodes[i].entry.as_ref().map_or("", |entry| entry.kind.name());
     let edges: Vec<Vec<usize>> = nodes
         .iter()
         .map(|item| {
@@ -194,11 +168,7 @@ fn report_cycles(
             for cycle in cycles {
                 let path: Vec<String> = cycle.iter().map(|&i| nodes[i].id.to_string()).collect();
                 let (from, to) = (nodes[cycle[0]], &nodes[cycle[1]].id);
-                let Some(reference) = from
-                    .references
-                    .iter()
-                    .find(|r| follow(r) && &r.target == to)
-                else {
+                let Some(reference) = from.references.iter().find(|r| follow(r) && &r.target == to) else {
                     continue;
                 };
                 let message = format!("{what}: {} ({expected})", path.join(" -> "));

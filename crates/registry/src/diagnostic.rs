@@ -37,12 +37,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// An error at `file:line:col`.
-    pub fn new(
-        file: impl Into<PathBuf>,
-        line: usize,
-        col: usize,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(file: impl Into<PathBuf>, line: usize, col: usize, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Error,
             file: file.into(),
@@ -163,9 +158,7 @@ impl Extend<Diagnostic> for Report {
 
 impl FromIterator<Diagnostic> for Report {
     fn from_iter<T: IntoIterator<Item = Diagnostic>>(iter: T) -> Self {
-        Report {
-            diagnostics: iter.into_iter().collect(),
-        }
+        Report { diagnostics: iter.into_iter().collect() }
     }
 }
 
@@ -197,10 +190,7 @@ pub struct LoadErrors {
 
 impl LoadErrors {
     pub(crate) fn new(report: Report, lua_entries: Vec<(EntryId, LuaEntry)>) -> Self {
-        LoadErrors {
-            report,
-            lua_entries,
-        }
+        LoadErrors { report, lua_entries }
     }
 
     /// The Lua entries whose own fields were valid, in declaration order (first declaration of
@@ -227,20 +217,16 @@ mod tests {
 
     #[test]
     fn displays_the_contract_format() {
-        let diagnostic =
-            Diagnostic::new("examples/orders/_index.yaml", 7, 14, "missing (expected x)")
-                .with_entry(EntryId::new("app", "worker"))
-                .with_field("worker_options.identity");
+        let diagnostic = Diagnostic::new("examples/orders/_index.yaml", 7, 14, "missing (expected x)")
+            .with_entry(EntryId::new("app", "worker"))
+            .with_field("worker_options.identity");
         assert_eq!(
             diagnostic.to_string(),
             "examples/orders/_index.yaml:7:14: entry `app:worker`: field `worker_options.identity`: missing (expected x)"
         );
         let warning = Diagnostic::new("a.yaml", 1, 2, "odd").warning();
         assert_eq!(warning.to_string(), "a.yaml:1:2: warning: odd");
-        assert_eq!(
-            Diagnostic::new("dir", 0, 0, "gone").to_string(),
-            "dir: gone"
-        );
+        assert_eq!(Diagnostic::new("dir", 0, 0, "gone").to_string(), "dir: gone");
     }
 
     #[test]
@@ -252,10 +238,7 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        assert_eq!(
-            report.to_string(),
-            "a.yaml:2:5: warning: a2\na.yaml:9:1: a9\nb.yaml:1:1: b"
-        );
+        assert_eq!(report.to_string(), "a.yaml:2:5: warning: a2\na.yaml:9:1: a9\nb.yaml:1:1: b");
         assert!(report.has_errors());
         assert_eq!(report.warnings().count(), 1);
     }

@@ -16,10 +16,7 @@ pub(crate) fn topological_order(edges: &[Vec<usize>]) -> Result<Vec<usize>, Vec<
             dependents[dependency].push(node);
         }
     }
-    let mut ready: BinaryHeap<Reverse<usize>> = (0..count)
-        .filter(|&n| waiting[n] == 0)
-        .map(Reverse)
-        .collect();
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..count).filter(|&n| waiting[n] == 0).map(Reverse).collect();
     let mut order = Vec::with_capacity(count);
     while let Some(Reverse(node)) = ready.pop() {
         order.push(node);
@@ -89,9 +86,6 @@ mod tests {
         let edges = vec![vec![0]];
         assert_eq!(topological_order(&edges), Err(vec![vec![0, 0]]));
         let edges = vec![vec![1], vec![2], vec![1], vec![4], vec![3]];
-        assert_eq!(
-            topological_order(&edges),
-            Err(vec![vec![1, 2, 1], vec![3, 4, 3]])
-        );
+        assert_eq!(topological_order(&edges), Err(vec![vec![1, 2, 1], vec![3, 4, 3]]));
     }
 }

@@ -12,10 +12,7 @@ pub struct EntryId {
 impl EntryId {
     /// Builds an ID from its two halves (not validated; the loader checks names it reads).
     pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
-        EntryId {
-            namespace: namespace.into(),
-            name: name.into(),
-        }
+        EntryId { namespace: namespace.into(), name: name.into() }
     }
 
     /// Parses `ns:name`; a string without `:` resolves against `current_namespace`.
@@ -53,10 +50,7 @@ pub(crate) fn is_valid_namespace(text: &str) -> bool {
 
 /// Whether `text` is a valid entry name: letters, digits, `_`, `-`, `.`.
 pub(crate) fn is_valid_name(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 #[cfg(test)]
@@ -65,24 +59,12 @@ mod tests {
 
     #[test]
     fn resolves_bare_and_full_references() {
-        assert_eq!(
-            EntryId::resolve("worker", "app"),
-            Some(EntryId::new("app", "worker"))
-        );
-        assert_eq!(
-            EntryId::resolve("other:worker", "app"),
-            Some(EntryId::new("other", "worker"))
-        );
-        assert_eq!(
-            EntryId::resolve("a:b:c", "app"),
-            Some(EntryId::new("a", "b:c"))
-        );
+        assert_eq!(EntryId::resolve("worker", "app"), Some(EntryId::new("app", "worker")));
+        assert_eq!(EntryId::resolve("other:worker", "app"), Some(EntryId::new("other", "worker")));
+        assert_eq!(EntryId::resolve("a:b:c", "app"), Some(EntryId::new("a", "b:c")));
         assert_eq!(EntryId::resolve(":b", "app"), None);
         assert_eq!(EntryId::resolve("", "app"), None);
-        assert_eq!(
-            EntryId::new("app.billing", "charge").to_string(),
-            "app.billing:charge"
-        );
+        assert_eq!(EntryId::new("app.billing", "charge").to_string(), "app.billing:charge");
     }
 
     #[test]

@@ -49,9 +49,7 @@ mod value;
 mod walk;
 
 pub use diagnostic::{Diagnostic, LoadErrors, Report, Severity};
-pub use env::{
-    Env, EnvError, FileStorageConfig, MapEnv, OsEnv, ProcessEnv, StorageConfig, VariableConfig,
-};
+pub use env::{Env, EnvError, FileStorageConfig, MapEnv, OsEnv, ProcessEnv, StorageConfig, VariableConfig};
 pub use id::EntryId;
 pub use kinds::client::{ApiKeySource, Auth, ClientConfig, HealthCheck, PemSource, TlsConfig};
 pub use kinds::lifecycle::{Lifecycle, RestartPolicy};

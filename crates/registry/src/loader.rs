@@ -43,11 +43,7 @@ pub(crate) struct Declared<'y> {
 
 impl Declared<'_> {
     pub(crate) fn location(&self, files: &[SourceFile]) -> Location {
-        Location {
-            file: files[self.file].display.clone(),
-            line: self.name_at.line,
-            col: self.name_at.col,
-        }
+        Location { file: files[self.file].display.clone(), line: self.name_at.line, col: self.name_at.col }
     }
 
     pub(crate) fn is_known(&self) -> bool {
@@ -69,19 +65,11 @@ pub(crate) struct Loaded {
 }
 
 /// Reads every file under `root`, returning the files and their text.
-pub(crate) fn read_files(
-    root: &Root,
-    diagnostics: &mut Vec<Diagnostic>,
-) -> Vec<(SourceFile, String)> {
+pub(crate) fn read_files(root: &Root, diagnostics: &mut Vec<Diagnostic>) -> Vec<(SourceFile, String)> {
     let files = match source::discover(root) {
         Ok(files) => files,
         Err(error) => {
-            diagnostics.push(Diagnostic::new(
-                root.display.clone(),
-                0,
-                0,
-                format!("cannot list directory: {error}"),
-            ));
+            diagnostics.push(Diagnostic::new(root.display.clone(), 0, 0, format!("cannot list directory: {error}")));
             return Vec::new();
         }
     };
@@ -90,12 +78,7 @@ pub(crate) fn read_files(
         .filter_map(|file| match fs::read_to_string(&file.path) {
             Ok(text) => Some((file, text)),
             Err(error) => {
-                diagnostics.push(Diagnostic::new(
-                    file.display.clone(),
-                    0,
-                    0,
-                    format!("cannot read file: {error}"),
-                ));
+                diagnostics.push(Diagnostic::new(file.display.clone(), 0, 0, format!("cannot read file: {error}")));
                 None
             }
         })
@@ -148,16 +131,15 @@ pub(crate) fn declare<'y>(
         walker.error(
             namespace.at,
             "namespace",
-            format!("`{}` is not a valid namespace (expected dot-separated names such as `app.billing`)", namespace.value),
+            format!(
+                "`{}` is not a valid namespace (expected dot-separated names such as `app.billing`)",
+                namespace.value
+            ),
         );
         return;
     }
     let Some(entries) = entries else {
-        walker.error(
-            Position::of(document),
-            "entries",
-            "missing required field (expected a list of entries)",
-        );
+        walker.error(Position::of(document), "entries", "missing required field (expected a list of entries)");
         return;
     };
     let YamlData::Sequence(items) = &entries.data else {
@@ -183,11 +165,7 @@ fn declare_entry<'y>(
         walker.expected(item, &path, "an entry mapping with `name` and `kind`");
         return None;
     };
-    let field = |name: &str| {
-        map.iter()
-            .find(|(k, _)| k.data.as_str() == Some(name))
-            .map(|(_, v)| v)
-    };
+    let field = |name: &str| map.iter().find(|(k, _)| k.data.as_str() == Some(name)).map(|(_, v)| v);
     let Some(name_node) = field("name") else {
         walker.error(
             Position::of(item),
@@ -199,11 +177,7 @@ fn declare_entry<'y>(
     let name = match &name_node.data {
         YamlData::Value(Scalar::String(name)) if id::is_valid_name(name) => name.to_string(),
         _ => {
-            walker.expected(
-                name_node,
-                &format!("{path}.name"),
-                "a name of letters, digits, `_`, `-` and `.`",
-            );
+            walker.expected(name_node, &format!("{path}.name"), "a name of letters, digits, `_`, `-` and `.`");
             return None;
         }
     };
@@ -212,49 +186,37 @@ fn declare_entry<'y>(
     walker.entry = Some(id.clone());
     let kind = match field("kind") {
         Some(node) => match node.data.as_str() {
-            Some(kind) => Some(Spanned {
-                value: kind.to_owned(),
-                at: Position::of(node),
-            }),
+            Some(kind) => Some(Spanned { value: kind.to_owned(), at: Position::of(node) }),
             None => {
                 walker.expected(node, "kind", "an entry kind such as `temporal.worker`");
                 None
             }
         },
         None => {
-            walker.error(
-                name_at,
-                "kind",
-                "missing required field (expected an entry kind such as `workflow.lua`)",
-            );
+            walker.error(name_at, "kind", "missing required field (expected an entry kind such as `workflow.lua`)");
             None
         }
     };
     walker.entry = None;
-    Some(Declared {
-        file,
-        id,
-        name_at,
-        kind: kind?,
-        node: item,
-    })
+    Some(Declared { file, id, name_at, kind: kind?, node: item })
 }
 
 /// Reports unknown kinds (warnings) and duplicate IDs (errors at the second declaration).
-pub(crate) fn check_declarations(
-    declared: &[Declared<'_>],
-    files: &[SourceFile],
-    diagnostics: &mut Vec<Diagnostic>,
-) {
+pub(crate) fn check_declarations(declared: &[Declared<'_>], files: &[SourceFile], diagnostics: &mut Vec<Diagnostic>) {
     let mut first: HashMap<&EntryId, &Declared<'_>> = HashMap::new();
     for entry in declared {
         let display = &files[entry.file].display;
         if let Some(previous) = first.get(&entry.id) {
             diagnostics.push(
-                Diagnostic::new(display.clone(), entry.name_at.line, entry.name_at.col, format!(
-                    "duplicate entry name (first defined at {}; expected names unique within a namespace)",
-                    previous.location(files)
-                ))
+                Diagnostic::new(
+                    display.clone(),
+                    entry.name_at.line,
+                    entry.name_at.col,
+                    format!(
+                        "duplicate entry name (first defined at {}; expected names unique within a namespace)",
+                        previous.location(files)
+                    ),
+                )
                 .with_entry(entry.id.clone())
                 .with_field("name"),
             );
@@ -295,8 +257,7 @@ pub(crate) fn load_env_entries(
         if !entry.kind.value.starts_with("env.") || !entry.is_known() {
             continue;
         }
-        let Some(item) = read_entry(entry, index, &files[entry.file], root, process, diagnostics)
-        else {
+        let Some(item) = read_entry(entry, index, &files[entry.file], root, process, diagnostics) else {
             continue;
         };
         let added = match item.entry.as_ref().map(|entry| &entry.kind) {
@@ -309,9 +270,14 @@ pub(crate) fn load_env_entries(
         };
         if let Err(error) = added {
             diagnostics.push(
-                Diagnostic::new(files[entry.file].display.clone(), entry.name_at.line, entry.name_at.col, format!(
-                    "cannot open the env file: {error} (expected an existing .env file, or `auto_create: true`)"
-                ))
+                Diagnostic::new(
+                    files[entry.file].display.clone(),
+                    entry.name_at.line,
+                    entry.name_at.col,
+                    format!(
+                        "cannot open the env file: {error} (expected an existing .env file, or `auto_create: true`)"
+                    ),
+                )
                 .with_entry(entry.id.clone())
                 .with_field("file_path"),
             );
@@ -333,9 +299,7 @@ pub(crate) fn load_entries(
         .iter()
         .enumerate()
         .filter(|(_, entry)| entry.is_known() && !entry.kind.value.starts_with("env."))
-        .filter_map(|(index, entry)| {
-            read_entry(entry, index, &files[entry.file], root, env, diagnostics)
-        })
+        .filter_map(|(index, entry)| read_entry(entry, index, &files[entry.file], root, env, diagnostics))
         .collect()
 }
 
@@ -362,19 +326,14 @@ fn read_entry(
         parsed.entry.map(EntryKind::Lua)
     } else {
         let kind = match kind_name {
-            "temporal.client" => {
-                client::parse(&mut walker, &mut fields, &mut references).map(EntryKind::Client)
+            "temporal.client" => client::parse(&mut walker, &mut fields, &mut references).map(EntryKind::Client),
+            "temporal.worker" => worker::parse(&mut walker, &mut fields, &mut references).map(EntryKind::Worker),
+            "env.variable" => {
+                env_kind::parse_variable(&mut walker, &mut fields, &mut references).map(EntryKind::EnvVariable)
             }
-            "temporal.worker" => {
-                worker::parse(&mut walker, &mut fields, &mut references).map(EntryKind::Worker)
-            }
-            "env.variable" => env_kind::parse_variable(&mut walker, &mut fields, &mut references)
-                .map(EntryKind::EnvVariable),
             other => other
                 .strip_prefix("env.storage.")
-                .and_then(|storage| {
-                    env_kind::parse_storage(&mut walker, &mut fields, &mut references, storage)
-                })
+                .and_then(|storage| env_kind::parse_storage(&mut walker, &mut fields, &mut references, storage))
                 .map(EntryKind::EnvStorage),
         };
         if let Some(node) = fields.take("meta") {
@@ -383,28 +342,10 @@ fn read_entry(
         kind
     };
     walker.finish(fields);
-    let had_errors = walker
-        .diagnostics
-        .get(before..)
-        .is_some_and(|added| added.iter().any(Diagnostic::is_error));
-    let location = Location {
-        file: file.display.clone(),
-        line: declared.name_at.line,
-        col: declared.name_at.col,
-    };
-    let entry = kind.map(|kind| Entry {
-        id: declared.id.clone(),
-        kind,
-        meta,
-        location,
-    });
-    Some(Loaded {
-        id: declared.id.clone(),
-        entry,
-        references: references.items,
-        declared: index,
-        had_errors,
-    })
+    let had_errors = walker.diagnostics.get(before..).is_some_and(|added| added.iter().any(Diagnostic::is_error));
+    let location = Location { file: file.display.clone(), line: declared.name_at.line, col: declared.name_at.col };
+    let entry = kind.map(|kind| Entry { id: declared.id.clone(), kind, meta, location });
+    Some(Loaded { id: declared.id.clone(), entry, references: references.items, declared: index, had_errors })
 }
 
 /// Opens the root directory, or reports why not.

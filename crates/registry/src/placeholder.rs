@@ -16,9 +16,9 @@ impl PlaceholderError {
     /// The message part of a diagnostic: what is wrong (what is expected).
     pub(crate) fn message(&self) -> String {
         match self {
-            PlaceholderError::Missing { name } => format!(
-                "environment variable `{name}` is not set (set it, or give a default: `${{env:{name}|value}}`)"
-            ),
+            PlaceholderError::Missing { name } => {
+                format!("environment variable `{name}` is not set (set it, or give a default: `${{env:{name}|value}}`)")
+            }
             PlaceholderError::Unterminated => {
                 "unterminated placeholder (expected `${env:NAME}` or `${env:NAME|default}`)".to_owned()
             }
@@ -37,10 +37,7 @@ pub(crate) fn has_placeholder(text: &str) -> bool {
 /// Expands every placeholder in `text`; `lookup` returns a variable's value (`None` = unset).
 ///
 /// A `${...}` that is not an `env:` placeholder is kept as written.
-pub(crate) fn expand(
-    text: &str,
-    mut lookup: impl FnMut(&str) -> Option<String>,
-) -> Result<String, PlaceholderError> {
+pub(crate) fn expand(text: &str, mut lookup: impl FnMut(&str) -> Option<String>) -> Result<String, PlaceholderError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("${") {
@@ -70,9 +67,7 @@ pub(crate) fn expand(
             None => match default {
                 Some(default) => out.push_str(default),
                 None => {
-                    return Err(PlaceholderError::Missing {
-                        name: name.to_owned(),
-                    });
+                    return Err(PlaceholderError::Missing { name: name.to_owned() });
                 }
             },
         }
@@ -98,17 +93,11 @@ mod tests {
     #[test]
     fn expands_whole_and_mixed_fields() {
         assert_eq!(expand("${env:HOST}", lookup).unwrap(), "temporal.internal");
-        assert_eq!(
-            expand("${env:HOST}:7233", lookup).unwrap(),
-            "temporal.internal:7233"
-        );
+        assert_eq!(expand("${env:HOST}:7233", lookup).unwrap(), "temporal.internal:7233");
         assert_eq!(expand("${env:PORT|7233}", lookup).unwrap(), "7233");
         assert_eq!(expand("${env:EMPTY|fallback}", lookup).unwrap(), "fallback");
         assert_eq!(expand("a${env:X|}b", lookup).unwrap(), "ab");
-        assert_eq!(
-            expand("${env:URL|http://x:1/}", lookup).unwrap(),
-            "http://x:1/"
-        );
+        assert_eq!(expand("${env:URL|http://x:1/}", lookup).unwrap(), "http://x:1/");
     }
 
     #[test]
@@ -120,19 +109,8 @@ mod tests {
 
     #[test]
     fn reports_missing_and_malformed() {
-        assert_eq!(
-            expand("${env:NOPE}", lookup),
-            Err(PlaceholderError::Missing {
-                name: "NOPE".to_owned()
-            })
-        );
-        assert_eq!(
-            expand("${env:HOST", lookup),
-            Err(PlaceholderError::Unterminated)
-        );
-        assert_eq!(
-            expand("${env:|x}", lookup),
-            Err(PlaceholderError::EmptyName)
-        );
+        assert_eq!(expand("${env:NOPE}", lookup), Err(PlaceholderError::Missing { name: "NOPE".to_owned() }));
+        assert_eq!(expand("${env:HOST", lookup), Err(PlaceholderError::Unterminated));
+        assert_eq!(expand("${env:|x}", lookup), Err(PlaceholderError::EmptyName));
     }
 }

@@ -68,13 +68,7 @@ impl References {
             );
             return None;
         };
-        self.items.push(Reference {
-            target: target.clone(),
-            at: text.at,
-            field: field.to_owned(),
-            expect,
-            dependency,
-        });
+        self.items.push(Reference { target: target.clone(), at: text.at, field: field.to_owned(), expect, dependency });
         Some(target)
     }
 }

@@ -25,9 +25,7 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions {
-            process_env: Arc::new(OsEnv),
-        }
+        LoadOptions { process_env: Arc::new(OsEnv) }
     }
 }
 
@@ -50,9 +48,8 @@ impl Registry {
 
     /// Loads every definition file under `dir`. All problems of all files are returned together.
     pub fn load_with(dir: &Path, options: LoadOptions) -> Result<Registry, LoadErrors> {
-        let root = loader::open_root(dir).map_err(|diagnostic| {
-            LoadErrors::new([*diagnostic].into_iter().collect(), Vec::new())
-        })?;
+        let root = loader::open_root(dir)
+            .map_err(|diagnostic| LoadErrors::new([*diagnostic].into_iter().collect(), Vec::new()))?;
         let mut diagnostics = Vec::new();
         let files = loader::read_files(&root, &mut diagnostics);
         let documents: Vec<_> = files
@@ -66,33 +63,13 @@ impl Registry {
         let process = ProcessLookup(options.process_env.as_ref());
         let mut declared = Vec::new();
         for (index, document) in &documents {
-            loader::declare(
-                *index,
-                &sources[*index],
-                document,
-                &process,
-                &mut declared,
-                &mut diagnostics,
-            );
+            loader::declare(*index, &sources[*index], document, &process, &mut declared, &mut diagnostics);
         }
         loader::check_declarations(&declared, &sources, &mut diagnostics);
 
         let mut env = Env::process_only(options.process_env.clone());
-        let mut loaded = loader::load_env_entries(
-            &declared,
-            &sources,
-            &root,
-            &mut env,
-            &process,
-            &mut diagnostics,
-        );
-        loaded.extend(loader::load_entries(
-            &declared,
-            &sources,
-            &root,
-            &env,
-            &mut diagnostics,
-        ));
+        let mut loaded = loader::load_env_entries(&declared, &sources, &root, &mut env, &process, &mut diagnostics);
+        loaded.extend(loader::load_entries(&declared, &sources, &root, &env, &mut diagnostics));
         loaded.sort_by_key(|item| item.declared);
         // Duplicates were reported; keep the first declaration only.
         let mut seen = std::collections::HashSet::new();
@@ -118,19 +95,8 @@ impl Registry {
         }
         let (_, warnings) = report.into_parts();
         let entries: Vec<Entry> = loaded.into_iter().filter_map(|item| item.entry).collect();
-        let index = entries
-            .iter()
-            .enumerate()
-            .map(|(i, entry)| (entry.id.clone(), i))
-            .collect();
-        Ok(Registry {
-            dir: dir.to_path_buf(),
-            entries,
-            index,
-            start_order,
-            warnings,
-            env: Arc::new(env),
-        })
+        let index = entries.iter().enumerate().map(|(i, entry)| (entry.id.clone(), i)).collect();
+        Ok(Registry { dir: dir.to_path_buf(), entries, index, start_order, warnings, env: Arc::new(env) })
     }
 
     /// The directory as given to `load`.
@@ -198,22 +164,18 @@ impl Registry {
 
     /// Every Lua entry registered as a workflow (`meta.temporal.workflow`).
     pub fn workflows(&self) -> impl Iterator<Item = (&EntryId, &LuaEntry)> {
-        self.lua_entries()
-            .filter(|(_, lua)| matches!(lua.registration, Some(Registration::Workflow { .. })))
+        self.lua_entries().filter(|(_, lua)| matches!(lua.registration, Some(Registration::Workflow { .. })))
     }
 
     /// Every Lua entry registered as an activity (`meta.temporal.activity`).
     pub fn activities(&self) -> impl Iterator<Item = (&EntryId, &LuaEntry)> {
-        self.lua_entries()
-            .filter(|(_, lua)| matches!(lua.registration, Some(Registration::Activity { .. })))
+        self.lua_entries().filter(|(_, lua)| matches!(lua.registration, Some(Registration::Activity { .. })))
     }
 
     /// The Temporal workflow type of a workflow entry: its custom `name`, else its entry ID.
     pub fn workflow_type(&self, id: &EntryId) -> Option<String> {
         match &self.lua(id)?.registration {
-            Some(Registration::Workflow { name, .. }) => {
-                Some(name.clone().unwrap_or_else(|| id.to_string()))
-            }
+            Some(Registration::Workflow { name, .. }) => Some(name.clone().unwrap_or_else(|| id.to_string())),
             _ => None,
         }
     }

@@ -18,15 +18,9 @@ impl Root {
     pub(crate) fn open(dir: &Path) -> io::Result<Root> {
         let canonical = fs::canonicalize(dir)?;
         if !canonical.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                "not a directory",
-            ));
+            return Err(io::Error::new(io::ErrorKind::NotADirectory, "not a directory"));
         }
-        Ok(Root {
-            display: clean(dir),
-            canonical,
-        })
+        Ok(Root { display: clean(dir), canonical })
     }
 
     /// How a path under the root is shown: the root as given joined with the relative part.
@@ -59,13 +53,7 @@ pub(crate) fn discover(root: &Root) -> io::Result<Vec<SourceFile>> {
     let mut found = Vec::new();
     visit(&root.canonical, &mut found)?;
     found.sort();
-    Ok(found
-        .into_iter()
-        .map(|path| SourceFile {
-            display: root.display_of(&path),
-            path,
-        })
-        .collect())
+    Ok(found.into_iter().map(|path| SourceFile { display: root.display_of(&path), path }).collect())
 }
 
 fn visit(dir: &Path, found: &mut Vec<PathBuf>) -> io::Result<()> {
@@ -76,11 +64,7 @@ fn visit(dir: &Path, found: &mut Vec<PathBuf>) -> io::Result<()> {
         let file_type = entry.file_type()?;
         if file_type.is_dir() && !hidden {
             visit(&path, found)?;
-        } else if file_type.is_file()
-            && path
-                .extension()
-                .is_some_and(|ext| ext == "yaml" || ext == "yml")
-        {
+        } else if file_type.is_file() && path.extension().is_some_and(|ext| ext == "yaml" || ext == "yml") {
             found.push(path);
         }
     }
@@ -149,9 +133,7 @@ pub(crate) fn normalize(path: &Path) -> PathBuf {
 
 /// Drops `.` components so `./src` displays as `src`.
 fn clean(path: &Path) -> PathBuf {
-    path.components()
-        .filter(|c| !matches!(c, Component::CurDir))
-        .collect()
+    path.components().filter(|c| !matches!(c, Component::CurDir)).collect()
 }
 
 #[cfg(test)]
@@ -161,10 +143,7 @@ mod tests {
 
     #[test]
     fn normalizes_lexically() {
-        assert_eq!(
-            normalize(Path::new("/a/b/../c/./d")),
-            PathBuf::from("/a/c/d")
-        );
+        assert_eq!(normalize(Path::new("/a/b/../c/./d")), PathBuf::from("/a/c/d"));
         assert_eq!(clean(Path::new("./src/./app")), PathBuf::from("src/app"));
     }
 
@@ -176,30 +155,17 @@ mod tests {
         fs::write(outer.path().join("outside.lua"), "return 1").unwrap();
         fs::write(root_dir.join("sub/inside.lua"), "return 2").unwrap();
         let root = Root::open(&root_dir).unwrap();
-        let file = SourceFile {
-            display: "p/_index.yaml".into(),
-            path: root.canonical.join("_index.yaml"),
-        };
+        let file = SourceFile { display: "p/_index.yaml".into(), path: root.canonical.join("_index.yaml") };
 
         let (text, display) = read_reference(&root, &file, "file://sub/inside.lua").unwrap();
         assert_eq!(text, "return 2");
         assert!(display.ends_with("project/sub/inside.lua"));
-        assert!(matches!(
-            read_reference(&root, &file, "file://../outside.lua"),
-            Err(FileRefError::Escapes)
-        ));
-        assert!(matches!(
-            read_reference(&root, &file, "file://nope.lua"),
-            Err(FileRefError::NotFound { .. })
-        ));
+        assert!(matches!(read_reference(&root, &file, "file://../outside.lua"), Err(FileRefError::Escapes)));
+        assert!(matches!(read_reference(&root, &file, "file://nope.lua"), Err(FileRefError::NotFound { .. })));
         #[cfg(unix)]
         {
-            std::os::unix::fs::symlink(outer.path().join("outside.lua"), root_dir.join("link.lua"))
-                .unwrap();
-            assert!(matches!(
-                read_reference(&root, &file, "file://link.lua"),
-                Err(FileRefError::Escapes)
-            ));
+            std::os::unix::fs::symlink(outer.path().join("outside.lua"), root_dir.join("link.lua")).unwrap();
+            assert!(matches!(read_reference(&root, &file, "file://link.lua"), Err(FileRefError::Escapes)));
         }
     }
 }

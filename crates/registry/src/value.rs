@@ -45,16 +45,11 @@ impl Walker<'_> {
             YamlData::Value(Scalar::Boolean(value)) => Value::Bool(*value),
             YamlData::Value(Scalar::Integer(value)) => Value::Integer(*value),
             YamlData::Value(Scalar::FloatingPoint(value)) => Value::Float(value.into_inner()),
-            YamlData::Value(Scalar::String(text)) => Value::String(
-                self.expand(text, Position::of(node), path)
-                    .unwrap_or_default(),
-            ),
+            YamlData::Value(Scalar::String(text)) => {
+                Value::String(self.expand(text, Position::of(node), path).unwrap_or_default())
+            }
             YamlData::Sequence(items) => Value::List(
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| self.value(item, &format!("{path}[{i}]")))
-                    .collect(),
+                items.iter().enumerate().map(|(i, item)| self.value(item, &format!("{path}[{i}]"))).collect(),
             ),
             YamlData::Mapping(_) => Value::Map(self.value_map(node, path)),
             YamlData::Tagged(_, inner) => self.value(inner, path),

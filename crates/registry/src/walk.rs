@@ -24,10 +24,7 @@ pub struct Position {
 
 impl Position {
     pub(crate) fn of(node: &Node<'_>) -> Self {
-        Position {
-            line: node.span.start.line(),
-            col: node.span.start.col() + 1,
-        }
+        Position { line: node.span.start.line(), col: node.span.start.col() + 1 }
     }
 }
 
@@ -91,11 +88,7 @@ impl<'y> Fields<'y> {
 
 /// Dotted path join that leaves the root empty.
 pub(crate) fn join(prefix: &str, name: &str) -> String {
-    if prefix.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{prefix}.{name}")
-    }
+    if prefix.is_empty() { name.to_owned() } else { format!("{prefix}.{name}") }
 }
 
 /// Reads one entry (or a file's top level), collecting diagnostics.
@@ -116,21 +109,12 @@ impl<'a> Walker<'a> {
         lookup: &'a dyn Lookup,
         diagnostics: &'a mut Vec<Diagnostic>,
     ) -> Self {
-        Walker {
-            file,
-            entry: None,
-            entry_at: Position::default(),
-            namespace,
-            lookup,
-            diagnostics,
-        }
+        Walker { file, entry: None, entry_at: Position::default(), namespace, lookup, diagnostics }
     }
 
     /// Looks `name` up in the env system (for legacy `<field>_env` fields).
     pub(crate) fn env_value(&self, name: &str) -> Option<String> {
-        self.lookup
-            .lookup(name, self.namespace)
-            .filter(|value| !value.is_empty())
+        self.lookup.lookup(name, self.namespace).filter(|value| !value.is_empty())
     }
 
     /// Records an error at `at` for `field`.
@@ -146,8 +130,7 @@ impl<'a> Walker<'a> {
     }
 
     fn diagnostic(&self, at: Position, field: &str, message: impl Into<String>) -> Diagnostic {
-        let mut diagnostic =
-            Diagnostic::new(self.file.display.clone(), at.line, at.col, message).with_field(field);
+        let mut diagnostic = Diagnostic::new(self.file.display.clone(), at.line, at.col, message).with_field(field);
         if let Some(entry) = &self.entry {
             diagnostic = diagnostic.with_entry(entry.clone());
         }
@@ -156,20 +139,12 @@ impl<'a> Walker<'a> {
 
     /// Records a missing required field at the entry's name.
     pub(crate) fn missing(&mut self, field: &str, expected: &str) {
-        self.error(
-            self.entry_at,
-            field,
-            format!("{MISSING} (expected {expected})"),
-        );
+        self.error(self.entry_at, field, format!("{MISSING} (expected {expected})"));
     }
 
     /// Opens a mapping; `null` counts as an empty one.
     pub(crate) fn fields<'y>(&mut self, node: &'y Node<'y>, path: &str) -> Option<Fields<'y>> {
-        let mut fields = Fields {
-            path: path.to_owned(),
-            items: Vec::new(),
-            known: Vec::new(),
-        };
+        let mut fields = Fields { path: path.to_owned(), items: Vec::new(), known: Vec::new() };
         match &node.data {
             YamlData::Mapping(map) => {
                 for (key, value) in map {
@@ -216,20 +191,13 @@ impl<'a> Walker<'a> {
     /// Drops a "missing required field" error for `path` when a misspelling of it explains it.
     fn forget_missing(&mut self, path: &str) {
         let entry = self.entry.clone();
-        self.diagnostics.retain(|d| {
-            !(d.entry == entry
-                && d.field.as_deref() == Some(path)
-                && d.message.starts_with(MISSING))
-        });
+        self.diagnostics
+            .retain(|d| !(d.entry == entry && d.field.as_deref() == Some(path) && d.message.starts_with(MISSING)));
     }
 
     /// Records "found X (expected Y)" for `node`.
     pub(crate) fn expected(&mut self, node: &Node<'_>, path: &str, expected: &str) {
-        self.error(
-            Position::of(node),
-            path,
-            format!("found {} (expected {expected})", describe(node)),
-        );
+        self.error(Position::of(node), path, format!("found {} (expected {expected})", describe(node)));
     }
 
     /// A string scalar with placeholders expanded; numbers and booleans are not strings.
@@ -237,8 +205,7 @@ impl<'a> Walker<'a> {
         match &node.data {
             YamlData::Value(Scalar::String(text)) => {
                 let at = Position::of(node);
-                self.expand(text, at, path)
-                    .map(|value| Spanned { value, at })
+                self.expand(text, at, path).map(|value| Spanned { value, at })
             }
             _ => {
                 self.expected(node, path, "a string");
@@ -277,48 +244,29 @@ impl<'a> Walker<'a> {
     }
 
     /// A field taken from `fields` as a string.
-    pub(crate) fn take_string(
-        &mut self,
-        fields: &mut Fields<'_>,
-        name: &'static str,
-    ) -> Option<Spanned<String>> {
+    pub(crate) fn take_string(&mut self, fields: &mut Fields<'_>, name: &'static str) -> Option<Spanned<String>> {
         let node = fields.take(name)?;
         self.string(node, &fields.path(name))
     }
 
     /// A boolean field (`true`/`false`, or a placeholder expanding to one).
-    pub(crate) fn take_bool(
-        &mut self,
-        fields: &mut Fields<'_>,
-        name: &'static str,
-    ) -> Option<bool> {
+    pub(crate) fn take_bool(&mut self, fields: &mut Fields<'_>, name: &'static str) -> Option<bool> {
         self.take_bool_at(fields, name).map(|flag| flag.value)
     }
 
     /// A boolean field with its position.
-    pub(crate) fn take_bool_at(
-        &mut self,
-        fields: &mut Fields<'_>,
-        name: &'static str,
-    ) -> Option<Spanned<bool>> {
+    pub(crate) fn take_bool_at(&mut self, fields: &mut Fields<'_>, name: &'static str) -> Option<Spanned<bool>> {
         let node = fields.take(name)?;
         let path = fields.path(name);
         let at = Position::of(node);
         let value = match &node.data {
             YamlData::Value(Scalar::Boolean(value)) => *value,
             YamlData::Value(Scalar::Null) => return None,
-            _ => match self
-                .placeholder_text(node, &path, "true or false")?
-                .as_str()
-            {
+            _ => match self.placeholder_text(node, &path, "true or false")?.as_str() {
                 "true" => true,
                 "false" => false,
                 text => {
-                    self.error(
-                        at,
-                        &path,
-                        format!("`{text}` is not a boolean (expected true or false)"),
-                    );
+                    self.error(at, &path, format!("`{text}` is not a boolean (expected true or false)"));
                     return None;
                 }
             },
@@ -342,22 +290,14 @@ impl<'a> Walker<'a> {
             _ => {
                 let text = self.placeholder_text(node, &path, &expected)?;
                 let Ok(value) = text.trim().parse() else {
-                    self.error(
-                        at,
-                        &path,
-                        format!("`{text}` is not a whole number (expected {expected})"),
-                    );
+                    self.error(at, &path, format!("`{text}` is not a whole number (expected {expected})"));
                     return None;
                 };
                 value
             }
         };
         if value < min {
-            self.error(
-                at,
-                &path,
-                format!("{value} is too small (expected {expected})"),
-            );
+            self.error(at, &path, format!("{value} is too small (expected {expected})"));
             return None;
         }
         Some(Spanned { value, at })
@@ -374,44 +314,29 @@ impl<'a> Walker<'a> {
         let node = fields.take(name)?;
         let path = fields.path(name);
         let at = Position::of(node);
-        let expected = if max.is_finite() {
-            format!("a number from {min} to {max}")
-        } else {
-            format!("a number, {min} or more")
-        };
+        let expected =
+            if max.is_finite() { format!("a number from {min} to {max}") } else { format!("a number, {min} or more") };
         let value = match &node.data {
             YamlData::Value(Scalar::Integer(value)) => *value as f64,
             YamlData::Value(Scalar::FloatingPoint(value)) => value.into_inner(),
             _ => {
                 let text = self.placeholder_text(node, &path, &expected)?;
                 let Ok(value) = text.trim().parse::<f64>() else {
-                    self.error(
-                        at,
-                        &path,
-                        format!("`{text}` is not a number (expected {expected})"),
-                    );
+                    self.error(at, &path, format!("`{text}` is not a number (expected {expected})"));
                     return None;
                 };
                 value
             }
         };
         if !(min..=max).contains(&value) {
-            self.error(
-                at,
-                &path,
-                format!("{value} is out of range (expected {expected})"),
-            );
+            self.error(at, &path, format!("{value} is out of range (expected {expected})"));
             return None;
         }
         Some(value)
     }
 
     /// A duration field: a Go duration string or whole milliseconds; never negative.
-    pub(crate) fn take_duration(
-        &mut self,
-        fields: &mut Fields<'_>,
-        name: &'static str,
-    ) -> Option<Spanned<Duration>> {
+    pub(crate) fn take_duration(&mut self, fields: &mut Fields<'_>, name: &'static str) -> Option<Spanned<Duration>> {
         let node = fields.take(name)?;
         self.duration(node, &fields.path(name))
     }
@@ -420,16 +345,9 @@ impl<'a> Walker<'a> {
         let at = Position::of(node);
         match &node.data {
             YamlData::Value(Scalar::Integer(millis)) => match u64::try_from(*millis) {
-                Ok(millis) => Some(Spanned {
-                    value: Duration::from_millis(millis),
-                    at,
-                }),
+                Ok(millis) => Some(Spanned { value: Duration::from_millis(millis), at }),
                 Err(_) => {
-                    self.error(
-                        at,
-                        path,
-                        format!("{millis} milliseconds is negative (expected zero or more)"),
-                    );
+                    self.error(at, path, format!("{millis} milliseconds is negative (expected zero or more)"));
                     None
                 }
             },
@@ -444,22 +362,14 @@ impl<'a> Walker<'a> {
                 }
             }
             _ => {
-                self.expected(
-                    node,
-                    path,
-                    "a duration such as \"30s\" or a number of milliseconds",
-                );
+                self.expected(node, path, "a duration such as \"30s\" or a number of milliseconds");
                 None
             }
         }
     }
 
     /// A list of strings (a single string is not accepted).
-    pub(crate) fn take_string_list(
-        &mut self,
-        fields: &mut Fields<'_>,
-        name: &'static str,
-    ) -> Vec<Spanned<String>> {
+    pub(crate) fn take_string_list(&mut self, fields: &mut Fields<'_>, name: &'static str) -> Vec<Spanned<String>> {
         let Some(node) = fields.take(name) else {
             return Vec::new();
         };

@@ -13,21 +13,13 @@ use tempest_registry::{LoadOptions, MapEnv, Registry};
 
 fn process_env(case: &Path) -> MapEnv {
     let text = fs::read_to_string(case.join("process-env.txt")).unwrap_or_default();
-    text.lines()
-        .filter_map(|line| line.split_once('='))
-        .collect()
+    text.lines().filter_map(|line| line.split_once('=')).collect()
 }
 
 fn report(case: &Path) -> String {
-    let options = LoadOptions {
-        process_env: Arc::new(process_env(case)),
-    };
+    let options = LoadOptions { process_env: Arc::new(process_env(case)) };
     match Registry::load_with(case, options) {
-        Ok(registry) => registry
-            .warnings()
-            .iter()
-            .map(|w| format!("{w}\n"))
-            .collect(),
+        Ok(registry) => registry.warnings().iter().map(|w| format!("{w}\n")).collect(),
         Err(errors) => format!("{errors}\n"),
     }
 }
@@ -53,16 +45,8 @@ fn every_fixture_reports_exactly_its_expected_text() {
         }
         let expected = fs::read_to_string(&expected_path).unwrap_or_default();
         if actual != expected {
-            failures.push(format!(
-                "--- {}\nexpected:\n{expected}actual:\n{actual}",
-                case.display()
-            ));
+            failures.push(format!("--- {}\nexpected:\n{expected}actual:\n{actual}", case.display()));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} fixture(s) differ:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} fixture(s) differ:\n{}", failures.len(), failures.join("\n"));
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tempest_registry::{
-    ApiKeySource, Auth, EntryId, EntryKind, LoadOptions, LuaKind, MapEnv, Registration, Registry,
-    StorageConfig, Value, VersioningBehavior,
+    ApiKeySource, Auth, EntryId, EntryKind, LoadOptions, LuaKind, MapEnv, Registration, Registry, StorageConfig, Value,
+    VersioningBehavior,
 };
 
 fn id(text: &str) -> EntryId {
@@ -17,9 +17,7 @@ fn id(text: &str) -> EntryId {
 }
 
 fn load(dir: &Path, process: &[(&str, &str)]) -> Registry {
-    let options = LoadOptions {
-        process_env: Arc::new(process.iter().copied().collect::<MapEnv>()),
-    };
+    let options = LoadOptions { process_env: Arc::new(process.iter().copied().collect::<MapEnv>()) };
     Registry::load_with(dir, options).unwrap_or_else(|errors| panic!("load failed:\n{errors}"))
 }
 
@@ -28,16 +26,8 @@ fn orders_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/orders/_index.yaml");
     fs::copy(example, dir.path().join("_index.yaml")).expect("copy example");
-    fs::write(
-        dir.path().join("order_workflow.lua"),
-        "return { main = function() end }\n",
-    )
-    .expect("lua");
-    fs::write(
-        dir.path().join("payment.lua"),
-        "return { charge = function() end }\n",
-    )
-    .expect("lua");
+    fs::write(dir.path().join("order_workflow.lua"), "return { main = function() end }\n").expect("lua");
+    fs::write(dir.path().join("payment.lua"), "return { charge = function() end }\n").expect("lua");
     dir
 }
 
@@ -45,20 +35,8 @@ fn orders_copy() -> tempfile::TempDir {
 fn orders_example_loads_in_start_order() {
     let dir = orders_copy();
     let registry = load(dir.path(), &[]);
-    let order: Vec<String> = registry
-        .start_order()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    assert_eq!(
-        order,
-        [
-            "app:temporal_client",
-            "app:worker",
-            "app:order_workflow",
-            "app:charge_payment"
-        ]
-    );
+    let order: Vec<String> = registry.start_order().iter().map(ToString::to_string).collect();
+    assert_eq!(order, ["app:temporal_client", "app:worker", "app:order_workflow", "app:charge_payment"]);
     assert!(registry.warnings().is_empty());
 
     let client = registry.client(&id("temporal_client")).expect("client");
@@ -67,10 +45,7 @@ fn orders_example_loads_in_start_order() {
     assert_eq!(client.connection_timeout, Duration::from_secs(10));
     assert_eq!(client.auth, Auth::None);
     assert!(client.lifecycle.auto_start);
-    assert_eq!(
-        registry.task_queue(&id("worker")).as_deref(),
-        Some("orders")
-    );
+    assert_eq!(registry.task_queue(&id("worker")).as_deref(), Some("orders"));
     let worker = registry.worker(&id("worker")).expect("worker");
     assert_eq!(worker.lifecycle.depends_on, [id("temporal_client")]);
     assert_eq!(worker.options.max_cached_workflows, 1000);
@@ -80,25 +55,10 @@ fn orders_example_loads_in_start_order() {
     assert_eq!(workflow.method.as_deref(), Some("main"));
     assert_eq!(workflow.modules, ["funcs", "time"]);
     assert_eq!(workflow.source.text, "return { main = function() end }\n");
-    assert_eq!(
-        workflow.source.chunk_name,
-        dir.path()
-            .canonicalize()
-            .expect("canon")
-            .join("order_workflow.lua")
-    );
-    assert_eq!(
-        registry.workflow_type(workflow_id).as_deref(),
-        Some("app:order_workflow")
-    );
+    assert_eq!(workflow.source.chunk_name, dir.path().canonicalize().expect("canon").join("order_workflow.lua"));
+    assert_eq!(registry.workflow_type(workflow_id).as_deref(), Some("app:order_workflow"));
     let (_, activity) = registry.activities().next().expect("activity");
-    assert_eq!(
-        activity.registration,
-        Some(Registration::Activity {
-            worker: id("worker"),
-            local: false
-        })
-    );
+    assert_eq!(activity.registration, Some(Registration::Activity { worker: id("worker"), local: false }));
     assert_eq!(activity.modules, ["http_client", "json"]);
 }
 
@@ -106,33 +66,18 @@ fn orders_example_loads_in_start_order() {
 fn placeholder_overrides_the_example_address() {
     let dir = orders_copy();
     let registry = load(dir.path(), &[("TEMPORAL_ADDRESS", "temporal.prod:7233")]);
-    assert_eq!(
-        registry
-            .client(&id("temporal_client"))
-            .expect("client")
-            .address,
-        "temporal.prod:7233"
-    );
+    assert_eq!(registry.client(&id("temporal_client")).expect("client").address, "temporal.prod:7233");
 }
 
 #[test]
 fn displays_paths_relative_to_the_given_dir() {
     let registry = load(Path::new("tests/fixtures/placeholder_default_used"), &[]);
     let client = registry.get(&id("temporal_client")).expect("client");
-    assert_eq!(
-        client.location.to_string(),
-        "tests/fixtures/placeholder_default_used/_index.yaml:5:11"
-    );
+    assert_eq!(client.location.to_string(), "tests/fixtures/placeholder_default_used/_index.yaml:5:11");
     let config = registry.client(&id("temporal_client")).expect("client");
-    assert_eq!(
-        (config.address.as_str(), config.namespace.as_str()),
-        ("localhost:7233", "default")
-    );
+    assert_eq!((config.address.as_str(), config.namespace.as_str()), ("localhost:7233", "default"));
     assert_eq!(config.tq_prefix, "${literal}-", "$${{ escapes");
-    assert_eq!(
-        registry.task_queue(&id("worker")).as_deref(),
-        Some("${literal}-orders")
-    );
+    assert_eq!(registry.task_queue(&id("worker")).as_deref(), Some("${literal}-orders"));
 }
 
 const EVERY_KIND: &str = r#"
@@ -254,35 +199,12 @@ fn every_kind_loads_with_env_lookups() {
     let dir = tempfile::tempdir().expect("temp dir");
     fs::write(dir.path().join("_index.yaml"), EVERY_KIND).expect("yaml");
     fs::create_dir(dir.path().join("flows")).expect("dir");
-    fs::write(
-        dir.path().join("flows/order.lua"),
-        "return { main = function() end }",
-    )
-    .expect("lua");
-    fs::write(
-        dir.path().join("notes.yaml"),
-        "title: not a definition file\n",
-    )
-    .expect("yaml");
-    let registry = load(
-        dir.path(),
-        &[("TEMPORAL_API_KEY", "sekret"), ("BUILD_ID", "b42")],
-    );
+    fs::write(dir.path().join("flows/order.lua"), "return { main = function() end }").expect("lua");
+    fs::write(dir.path().join("notes.yaml"), "title: not a definition file\n").expect("yaml");
+    let registry = load(dir.path(), &[("TEMPORAL_API_KEY", "sekret"), ("BUILD_ID", "b42")]);
 
-    let order: Vec<String> = registry
-        .start_order()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    assert_eq!(
-        order,
-        [
-            "app:temporal_client",
-            "app:worker",
-            "app:order_workflow",
-            "app:ship"
-        ]
-    );
+    let order: Vec<String> = registry.start_order().iter().map(ToString::to_string).collect();
+    assert_eq!(order, ["app:temporal_client", "app:worker", "app:order_workflow", "app:ship"]);
 
     let client = registry.client(&id("temporal_client")).expect("client");
     assert_eq!(client.address, "temporal.eu-west-1.example:7233");
@@ -290,57 +212,30 @@ fn every_kind_loads_with_env_lookups() {
         Auth::ApiKey(ApiKeySource::Value(secret)) => assert_eq!(secret.expose(), "sekret"),
         other => panic!("unexpected auth {other:?}"),
     }
-    assert!(
-        !format!("{client:?}").contains("sekret"),
-        "secrets stay out of Debug"
-    );
+    assert!(!format!("{client:?}").contains("sekret"), "secrets stay out of Debug");
     assert!(client.tls.enabled, "api_key implies TLS");
     assert!(client.health_check.enabled);
     assert_eq!(client.health_check.interval, Duration::from_secs(30));
 
     let worker = registry.worker(&id("worker")).expect("worker");
-    assert_eq!(
-        registry.task_queue(&id("worker")).as_deref(),
-        Some("prod-eu-west-1-orders")
-    );
+    assert_eq!(registry.task_queue(&id("worker")).as_deref(), Some("prod-eu-west-1-orders"));
     assert_eq!(worker.options.max_concurrent_workflow_task_pollers, 4);
     assert_eq!(worker.options.worker_activities_per_second, 12.5);
-    assert_eq!(
-        worker.options.deadlock_detection_timeout,
-        Duration::from_secs(1)
-    );
-    assert_eq!(
-        worker.options.sticky_schedule_to_start_timeout,
-        Duration::from_millis(2500)
-    );
+    assert_eq!(worker.options.deadlock_detection_timeout, Duration::from_secs(1));
+    assert_eq!(worker.options.sticky_schedule_to_start_timeout, Duration::from_millis(2500));
     let versioning = worker.options.versioning.as_ref().expect("versioning");
-    assert_eq!(
-        (versioning.build_id.as_str(), versioning.default_behavior),
-        ("b42", VersioningBehavior::AutoUpgrade)
-    );
+    assert_eq!((versioning.build_id.as_str(), versioning.default_behavior), ("b42", VersioningBehavior::AutoUpgrade));
     assert!(worker.lifecycle.auto_start, "typed placeholder default");
     assert_eq!(worker.lifecycle.stop_timeout, Duration::from_secs(30));
     assert_eq!(worker.lifecycle.start_timeout, Duration::from_secs(10));
-    assert_eq!(
-        (
-            worker.lifecycle.restart.max_attempts,
-            worker.lifecycle.restart.backoff_factor
-        ),
-        (5, 1.5)
-    );
+    assert_eq!((worker.lifecycle.restart.max_attempts, worker.lifecycle.restart.backoff_factor), (5, 1.5));
     assert_eq!(worker.lifecycle.restart.max_delay, Duration::from_secs(90));
 
     let workflow = registry.lua(&id("order_workflow")).expect("workflow");
     assert_eq!(workflow.imports.get("util"), Some(&id("helpers")));
-    assert_eq!(
-        registry.workflow_type(&id("order_workflow")).as_deref(),
-        Some("OrderWorkflow")
-    );
+    assert_eq!(registry.workflow_type(&id("order_workflow")).as_deref(), Some("OrderWorkflow"));
     let entry = registry.get(&id("order_workflow")).expect("entry");
-    assert_eq!(
-        entry.meta.get("owner"),
-        Some(&Value::String("team-orders".into()))
-    );
+    assert_eq!(entry.meta.get("owner"), Some(&Value::String("team-orders".into())));
 
     let library = registry.lua(&id("helpers")).expect("library");
     assert_eq!(library.kind, LuaKind::Library);
@@ -349,22 +244,9 @@ fn every_kind_loads_with_env_lookups() {
     assert_eq!(EVERY_KIND.lines().nth(81), Some("      local M = {}"));
 
     let ship = registry.lua(&id("ship")).expect("process");
-    assert_eq!(
-        ship.registration,
-        Some(Registration::Activity {
-            worker: id("worker"),
-            local: true
-        })
-    );
-    assert_eq!(
-        ship.options.get("activity.start_to_close_timeout"),
-        Some(&Value::String("30s".into()))
-    );
-    assert_eq!(
-        registry.activities().count(),
-        1,
-        "only registered functions are activities"
-    );
+    assert_eq!(ship.registration, Some(Registration::Activity { worker: id("worker"), local: true }));
+    assert_eq!(ship.options.get("activity.start_to_close_timeout"), Some(&Value::String("30s".into())));
+    assert_eq!(registry.activities().count(), 1, "only registered functions are activities");
     assert!(matches!(
         registry.get(&id("file_env")).map(|e| &e.kind),
         Some(EntryKind::EnvStorage(StorageConfig::File(file))) if file.file_mode == 0o600
@@ -372,33 +254,17 @@ fn every_kind_loads_with_env_lookups() {
 
     let env = registry.env();
     assert_eq!(env.get("TEMPORAL_API_KEY", "app").expect("os"), "sekret");
-    assert_eq!(
-        env.get("REGION", "app").expect("static via router"),
-        "eu-west-1"
-    );
+    assert_eq!(env.get("REGION", "app").expect("static via router"), "eu-west-1");
     assert_eq!(env.get("RETRIES", "app").expect("static number"), "3");
     assert_eq!(env.get("token", "app").expect("memory default"), "none");
-    assert_eq!(
-        env.get("HOME", "app").expect_err("not a variable").kind(),
-        "NotFound"
-    );
-    env.set("REGION", "app", "us-east-1")
-        .expect("router writes to memory");
+    assert_eq!(env.get("HOME", "app").expect_err("not a variable").kind(), "NotFound");
+    env.set("REGION", "app", "us-east-1").expect("router writes to memory");
     assert_eq!(env.get("app:region", "other").expect("by id"), "us-east-1");
-    env.set("DB_URL", "app", "postgres://db")
-        .expect("file write");
+    env.set("DB_URL", "app", "postgres://db").expect("file write");
     let written = fs::read_to_string(dir.path().join("secrets/app.env")).expect("created");
     assert_eq!(written, "DB_URL=postgres://db\n");
-    assert_eq!(
-        env.set("RETRIES", "app", "4").expect_err("readonly").kind(),
-        "PermissionDenied"
-    );
-    assert_eq!(
-        env.set("TEMPORAL_API_KEY", "app", "x")
-            .expect_err("os")
-            .kind(),
-        "PermissionDenied"
-    );
+    assert_eq!(env.set("RETRIES", "app", "4").expect_err("readonly").kind(), "PermissionDenied");
+    assert_eq!(env.set("TEMPORAL_API_KEY", "app", "x").expect_err("os").kind(), "PermissionDenied");
     let all = env.get_all();
     assert_eq!(all.get("DB_URL").map(String::as_str), Some("postgres://db"));
     assert_eq!(all.get("app:token").map(String::as_str), Some("none"));
@@ -408,10 +274,7 @@ fn every_kind_loads_with_env_lookups() {
 fn missing_directory_is_one_error() {
     let errors = Registry::load(Path::new("tests/no-such-dir")).expect_err("missing dir");
     let text = errors.to_string();
-    assert!(
-        text.starts_with("tests/no-such-dir: cannot load definitions: "),
-        "{text}"
-    );
+    assert!(text.starts_with("tests/no-such-dir: cannot load definitions: "), "{text}");
     assert_eq!(errors.errors().count(), 1);
 }
 
@@ -443,11 +306,7 @@ entries:
         .errors()
         .map(|error| {
             let entry = error.entry.as_ref().map(ToString::to_string);
-            format!(
-                "{} {}",
-                entry.unwrap_or_default(),
-                error.field.as_deref().unwrap_or("")
-            )
+            format!("{} {}", entry.unwrap_or_default(), error.field.as_deref().unwrap_or(""))
         })
         .collect();
     assert_eq!(

@@ -5,17 +5,16 @@ use std::time::{Duration, SystemTime};
 
 use tempest_lua::failure::Failure;
 use tempest_lua::workflow::{
-    Activation, ActivityOutcome, ActivityOptions, Command, Job, RetryPolicy as LuaRetryPolicy, WorkflowInfo,
+    Activation, ActivityOptions, ActivityOutcome, Command, Job, RetryPolicy as LuaRetryPolicy, WorkflowInfo,
 };
 use temporalio_common::protos::coresdk::activity_result::activity_resolution::Status as Resolution;
 use temporalio_common::protos::coresdk::workflow_activation::{
     WorkflowActivation, remove_from_cache::EvictionReason, workflow_activation_job::Variant as JobVariant,
 };
 use temporalio_common::protos::coresdk::workflow_commands::{
-    ActivityCancellationType, CancelTimer, CompleteWorkflowExecution, FailWorkflowExecution, QueryResult,
-    QuerySuccess, RequestCancelActivity, RequestCancelLocalActivity, ScheduleActivity, ScheduleLocalActivity,
-    StartTimer, query_result,
-    workflow_command::Variant as CommandVariant,
+    ActivityCancellationType, CancelTimer, CompleteWorkflowExecution, FailWorkflowExecution, QueryResult, QuerySuccess,
+    RequestCancelActivity, RequestCancelLocalActivity, ScheduleActivity, ScheduleLocalActivity, StartTimer,
+    query_result, workflow_command::Variant as CommandVariant,
 };
 use temporalio_common::protos::temporal::api::common::v1::RetryPolicy;
 
@@ -34,7 +33,10 @@ pub enum Translated {
     /// Feed this to the engine.
     Run(Activation),
     /// Core evicted the run; answer with an empty completion. `cache_full`: only to make room.
-    Evict { reason: String, cache_full: bool },
+    Evict {
+        reason: String,
+        cache_full: bool,
+    },
     /// Answer without running Lua: these commands (e.g. a failed start), or a task failure.
     Immediate(Vec<CommandVariant>),
     TaskFailure(String),
@@ -107,16 +109,20 @@ pub fn translate(activation: WorkflowActivation, context: &RunContext) -> (Trans
                         Some(Ok(data)) => ActivityOutcome::Completed(data),
                         Some(Err(e)) => ActivityOutcome::Failed(Failure::invalid(format!("activity result: {e}"))),
                     },
-                    Some(Resolution::Failed(failed)) => {
-                        ActivityOutcome::Failed(failed.failure.as_ref().map(from_proto).unwrap_or_else(|| {
-                            Failure::internal("activity failed without a failure")
-                        }))
-                    }
-                    Some(Resolution::Cancelled(cancelled)) => ActivityOutcome::Cancelled(
-                        cancelled.failure.as_ref().map(from_proto).unwrap_or_else(|| {
-                            Failure::new(tempest_lua::failure::Kind::CANCELED, "activity canceled")
-                        }),
+                    Some(Resolution::Failed(failed)) => ActivityOutcome::Failed(
+                        failed
+                            .failure
+                            .as_ref()
+                            .map(from_proto)
+                            .unwrap_or_else(|| Failure::internal("activity failed without a failure")),
                     ),
+                    Some(Resolution::Cancelled(cancelled)) => {
+                        ActivityOutcome::Cancelled(
+                            cancelled.failure.as_ref().map(from_proto).unwrap_or_else(|| {
+                                Failure::new(tempest_lua::failure::Kind::CANCELED, "activity canceled")
+                            }),
+                        )
+                    }
                     Some(Resolution::Backoff(backoff)) => ActivityOutcome::Backoff {
                         attempt: backoff.attempt,
                         backoff: backoff
@@ -236,7 +242,9 @@ pub fn commands(commands: Vec<Command>, context: &RunContext) -> Vec<CommandVari
             Command::ScheduleActivity(schedule) if schedule.local => {
                 CommandVariant::ScheduleLocalActivity(schedule_local_activity(&schedule))
             }
-            Command::ScheduleActivity(schedule) => CommandVariant::ScheduleActivity(schedule_activity(&schedule, context)),
+            Command::ScheduleActivity(schedule) => {
+                CommandVariant::ScheduleActivity(schedule_activity(&schedule, context))
+            }
             Command::RequestCancelActivity { seq, local: true } => {
                 CommandVariant::RequestCancelLocalActivity(RequestCancelLocalActivity { seq })
             }

@@ -70,7 +70,10 @@ fn run_on_this_thread(
         known.sort_unstable();
         return Err(Failure::new(
             Kind::NOT_FOUND,
-            format!("activity type `{activity_type}` is not registered on this worker (registered: {})", known.join(", ")),
+            format!(
+                "activity type `{activity_type}` is not registered on this worker (registered: {})",
+                known.join(", ")
+            ),
         )
         .with_retryable(Some(false)));
     }
@@ -126,7 +129,13 @@ pub async fn poll_loop(
                 if let Ok(mut map) = running.lock() {
                     map.insert(task_token.clone(), cancelled.clone());
                 }
-                let job = Job { worker: worker.clone(), catalog: catalog.clone(), stats: stats.clone(), running: running.clone(), task_queue: task_queue.clone() };
+                let job = Job {
+                    worker: worker.clone(),
+                    catalog: catalog.clone(),
+                    stats: stats.clone(),
+                    running: running.clone(),
+                    task_queue: task_queue.clone(),
+                };
                 tokio::spawn(execute(job, task_token, start, cancelled));
             }
             // Lua cannot be preempted: the flag tells the code (and aborts its HTTP calls); the call
@@ -189,7 +198,9 @@ fn completion(
 ) -> ActivityTaskCompletion {
     let result = match outcome {
         Ok(data) => ActivityExecutionResult::ok(to_payload(&data)),
-        Err(failure) if cancelled && failure.kind == Kind::CANCELED => ActivityExecutionResult::cancel(to_proto(&failure)),
+        Err(failure) if cancelled && failure.kind == Kind::CANCELED => {
+            ActivityExecutionResult::cancel(to_proto(&failure))
+        }
         Err(failure) => ActivityExecutionResult::fail(to_proto(&failure)),
     };
     ActivityTaskCompletion { task_token, result: Some(result) }

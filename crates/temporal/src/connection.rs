@@ -3,7 +3,9 @@
 use std::net::IpAddr;
 
 use tempest_registry::{ApiKeySource, Auth, ClientConfig, PemSource};
-use temporalio_client::{ClientKeepAliveOptions, ClientTlsOptions, Connection, ConnectionOptions, GrpcCompression, TlsOptions, Url};
+use temporalio_client::{
+    ClientKeepAliveOptions, ClientTlsOptions, Connection, ConnectionOptions, GrpcCompression, TlsOptions, Url,
+};
 
 /// Why a client could not connect. Retryable per the client's lifecycle unless noted.
 #[derive(Debug, thiserror::Error)]
@@ -44,7 +46,8 @@ pub fn options(client: &str, config: &ClientConfig, identity: &str) -> Result<Co
         }
         let ca = match &config.tls.ca_file {
             Some(path) => Some(
-                std::fs::read(path).map_err(|e| config_error(format!("cannot read tls.ca_file {}: {e}", path.display())))?,
+                std::fs::read(path)
+                    .map_err(|e| config_error(format!("cannot read tls.ca_file {}: {e}", path.display())))?,
             ),
             None => None,
         };
@@ -100,7 +103,11 @@ pub fn options(client: &str, config: &ClientConfig, identity: &str) -> Result<Co
 
 /// Connects `config`, retrying unreachable servers with the client's lifecycle restart policy
 /// (exponential backoff with jitter; `max_attempts` 0 = forever). Configuration errors fail at once.
-pub async fn connect_with_retry(client: &str, config: &ClientConfig, identity: &str) -> Result<Connection, ConnectError> {
+pub async fn connect_with_retry(
+    client: &str,
+    config: &ClientConfig,
+    identity: &str,
+) -> Result<Connection, ConnectError> {
     let policy = &config.lifecycle.restart;
     let mut attempt: u32 = 0;
     loop {
@@ -132,11 +139,8 @@ fn rand_unit() -> f64 {
 /// Connects `config`, bounded by its `connection_timeout`.
 pub async fn connect(client: &str, config: &ClientConfig, identity: &str) -> Result<Connection, ConnectError> {
     let options = options(client, config, identity)?;
-    let unreachable = |cause: String| ConnectError::Unreachable {
-        client: client.to_owned(),
-        address: config.address.clone(),
-        cause,
-    };
+    let unreachable =
+        |cause: String| ConnectError::Unreachable { client: client.to_owned(), address: config.address.clone(), cause };
     match tokio::time::timeout(config.connection_timeout, Connection::connect(options)).await {
         Ok(Ok(connection)) => Ok(connection),
         Ok(Err(e)) => Err(unreachable(e.to_string())),

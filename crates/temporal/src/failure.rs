@@ -69,24 +69,30 @@ pub fn from_proto(failure: &ProtoFailure) -> Failure {
     match &failure.failure_info {
         Some(FailureInfo::ActivityFailureInfo(info)) => {
             let mut inner = failure.cause.as_deref().map(from_proto).unwrap_or_else(|| leaf(failure));
-            add_details(&mut inner, [
-                ("_wrapper", json!("activity")),
-                ("_activity_id", json!(info.activity_id)),
-                ("_activity_type", json!(info.activity_type.as_ref().map(|t| t.name.as_str()))),
-                ("_retry_state", json!(retry_state_name(info.retry_state))),
-            ]);
+            add_details(
+                &mut inner,
+                [
+                    ("_wrapper", json!("activity")),
+                    ("_activity_id", json!(info.activity_id)),
+                    ("_activity_type", json!(info.activity_type.as_ref().map(|t| t.name.as_str()))),
+                    ("_retry_state", json!(retry_state_name(info.retry_state))),
+                ],
+            );
             inner
         }
         Some(FailureInfo::ChildWorkflowExecutionFailureInfo(info)) => {
             let mut inner = failure.cause.as_deref().map(from_proto).unwrap_or_else(|| leaf(failure));
             let execution = info.workflow_execution.as_ref();
-            add_details(&mut inner, [
-                ("_wrapper", json!("child_workflow")),
-                ("_workflow_id", json!(execution.map(|e| e.workflow_id.as_str()))),
-                ("_run_id", json!(execution.map(|e| e.run_id.as_str()))),
-                ("_workflow_type", json!(info.workflow_type.as_ref().map(|t| t.name.as_str()))),
-                ("_retry_state", json!(retry_state_name(info.retry_state))),
-            ]);
+            add_details(
+                &mut inner,
+                [
+                    ("_wrapper", json!("child_workflow")),
+                    ("_workflow_id", json!(execution.map(|e| e.workflow_id.as_str()))),
+                    ("_run_id", json!(execution.map(|e| e.run_id.as_str()))),
+                    ("_workflow_type", json!(info.workflow_type.as_ref().map(|t| t.name.as_str()))),
+                    ("_retry_state", json!(retry_state_name(info.retry_state))),
+                ],
+            );
             inner
         }
         _ => leaf(failure),
@@ -166,7 +172,10 @@ mod tests {
     fn chain_round_trips_through_an_activity_failure() {
         let original = Failure::new(Kind::NOT_FOUND, "order missing").with_retryable(Some(false));
         let back = from_proto(&activity_wrapper(to_proto(&original)));
-        assert_eq!((back.kind.as_str(), back.message.as_str(), back.retryable), ("NotFound", "order missing", Some(false)));
+        assert_eq!(
+            (back.kind.as_str(), back.message.as_str(), back.retryable),
+            ("NotFound", "order missing", Some(false))
+        );
         let details = back.details.unwrap();
         assert_eq!(details["_wrapper"], "activity");
         assert_eq!(details["_activity_id"], "1");

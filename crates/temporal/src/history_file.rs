@@ -12,8 +12,8 @@ use prost::Message;
 use prost_reflect::{DescriptorPool, DeserializeOptions, DynamicMessage, Kind, MessageDescriptor};
 use serde_json::Value;
 use temporalio_common::protos::temporal::api::enums::v1::EventType;
-use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 pub use temporalio_common::protos::temporal::api::history::v1::History;
+use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 use temporalio_sdk_core::replay::HistoryInfo;
 
 const DESCRIPTORS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/temporal_descriptors.bin"));
@@ -21,8 +21,7 @@ const HISTORY_MESSAGE: &str = "temporal.api.history.v1.History";
 
 static HISTORY_DESCRIPTOR: LazyLock<Result<MessageDescriptor, String>> = LazyLock::new(|| {
     let pool = DescriptorPool::decode(DESCRIPTORS).map_err(|e| format!("bad built-in descriptors: {e}"))?;
-    pool.get_message_by_name(HISTORY_MESSAGE)
-        .ok_or_else(|| format!("built-in descriptors lack {HISTORY_MESSAGE}"))
+    pool.get_message_by_name(HISTORY_MESSAGE).ok_or_else(|| format!("built-in descriptors lack {HISTORY_MESSAGE}"))
 });
 
 /// Why a history file could not be read. Fatal for that file; other files are unaffected.
@@ -36,7 +35,9 @@ pub enum HistoryFileError {
     InFile { path: PathBuf, problem: Box<HistoryFileError> },
     #[error("not valid JSON ({0})")]
     NotJson(String),
-    #[error("not a workflow history: expected a JSON object with an `events` array, as printed by `temporal workflow show --output json`")]
+    #[error(
+        "not a workflow history: expected a JSON object with an `events` array, as printed by `temporal workflow show --output json`"
+    )]
     MissingEvents,
     #[error("not a workflow history: {0}")]
     NotHistory(String),
@@ -59,7 +60,8 @@ pub enum HistoryFileError {
 /// Reads the history in `path`; errors name the file.
 pub fn read_history_file(path: &Path) -> Result<(Option<String>, History), HistoryFileError> {
     let bytes = std::fs::read(path).map_err(|source| HistoryFileError::Read { path: path.to_owned(), source })?;
-    read_history(&bytes).map_err(|problem| HistoryFileError::InFile { path: path.to_owned(), problem: Box::new(problem) })
+    read_history(&bytes)
+        .map_err(|problem| HistoryFileError::InFile { path: path.to_owned(), problem: Box::new(problem) })
 }
 
 /// Parses a history in proto-JSON or binary protobuf; returns the workflow ID when the
@@ -238,7 +240,8 @@ mod tests {
         std::fs::write(&path, "[1, 2]").expect("write");
         let error = read_history_file(&path).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(error.starts_with(&format!("{}: not a workflow history", path.display())), "{error}");
-        let missing = read_history_file(&dir.path().join("missing.json")).err().map(|e| e.to_string()).unwrap_or_default();
+        let missing =
+            read_history_file(&dir.path().join("missing.json")).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(missing.contains("missing.json: cannot read: "), "{missing}");
     }
 }

@@ -8,12 +8,12 @@ mod activation;
 mod activities;
 mod connection;
 mod failure;
+pub mod history_file;
+mod parking;
 mod payload;
 mod plan;
-mod stats;
-pub mod history_file;
 pub mod replay;
-mod parking;
+mod stats;
 mod workflows;
 
 use std::collections::HashMap;
@@ -92,7 +92,8 @@ pub async fn start(registry: &Registry) -> Result<Running, RunError> {
                     message: format!("client `{}` not found", plan.client),
                 })?;
                 let connection =
-                    connection::connect_with_retry(&plan.client.to_string(), client, &plan::identity(&plan.options)).await?;
+                    connection::connect_with_retry(&plan.client.to_string(), client, &plan::identity(&plan.options))
+                        .await?;
                 tracing::info!(client = %plan.client, address = %client.address, "connected");
                 connections.insert(plan.client.clone(), connection.clone());
                 connection
@@ -103,7 +104,11 @@ pub async fn start(registry: &Registry) -> Result<Running, RunError> {
     Ok(Running { _core: core, workers })
 }
 
-async fn start_worker(core: &CoreRuntime, mut plan: WorkerPlan, connection: Connection) -> Result<RunningWorker, RunError> {
+async fn start_worker(
+    core: &CoreRuntime,
+    mut plan: WorkerPlan,
+    connection: Connection,
+) -> Result<RunningWorker, RunError> {
     let worker_error = |message: String| RunError::Worker { worker: plan.id.to_string(), message };
     // A worker with no workflows must not take workflow tasks meant for other workers.
     if !plan.has_workflows() {

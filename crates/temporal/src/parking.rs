@@ -15,10 +15,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::mem::Discriminant;
 
+use prost::Message;
 use temporalio_common::protos::coresdk::workflow_activation::{
     WorkflowActivation, workflow_activation_job::Variant as JobVariant,
 };
-use prost::Message;
 use temporalio_common::protos::coresdk::workflow_commands::WorkflowCommand;
 use temporalio_common::protos::coresdk::workflow_commands::workflow_command::Variant as CommandVariant;
 
@@ -275,7 +275,6 @@ impl Parking {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,7 +377,9 @@ mod tests {
         live(&mut parking, &activation("r", false, vec![init()]), &[timer(1)]);
         parking.evict("r", true);
         assert!(matches!(before(&mut parking, &activation("r", true, vec![init()])), Wake::Answer(_)));
-        assert!(matches!(before(&mut parking, &activation("r", true, vec![fire(1)])), Wake::Rebuild(seen) if seen.len() == 1));
+        assert!(
+            matches!(before(&mut parking, &activation("r", true, vec![fire(1)])), Wake::Rebuild(seen) if seen.len() == 1)
+        );
     }
 
     #[test]

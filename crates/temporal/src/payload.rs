@@ -29,11 +29,7 @@ pub fn to_payload(data: &Data) -> Payload {
         Data::Json(value) => (JSON_PLAIN, serde_json::to_vec(value).unwrap_or_default()),
         Data::Bytes(bytes) => (BINARY_PLAIN, bytes.clone()),
     };
-    Payload {
-        metadata: HashMap::from([(ENCODING.to_owned(), encoding.to_vec())]),
-        data: bytes,
-        ..Default::default()
-    }
+    Payload { metadata: HashMap::from([(ENCODING.to_owned(), encoding.to_vec())]), data: bytes, ..Default::default() }
 }
 
 pub fn to_payloads(data: &[Data]) -> Vec<Payload> {
@@ -42,9 +38,9 @@ pub fn to_payloads(data: &[Data]) -> Vec<Payload> {
 
 pub fn from_payload(payload: &Payload) -> Result<Data, PayloadError> {
     match payload.metadata.get(ENCODING).map(Vec::as_slice) {
-        Some(JSON_PLAIN) => serde_json::from_slice(&payload.data)
-            .map(Data::Json)
-            .map_err(|e| PayloadError::InvalidJson(e.to_string())),
+        Some(JSON_PLAIN) => {
+            serde_json::from_slice(&payload.data).map(Data::Json).map_err(|e| PayloadError::InvalidJson(e.to_string()))
+        }
         Some(BINARY_NULL) => Ok(Data::Nil),
         Some(BINARY_PLAIN) => Ok(Data::Bytes(payload.data.clone())),
         Some(other) => Err(PayloadError::Unsupported(String::from_utf8_lossy(other).into_owned())),
@@ -54,11 +50,7 @@ pub fn from_payload(payload: &Payload) -> Result<Data, PayloadError> {
 
 /// Decodes every payload, naming the position of the first one that fails (`argument 2: ...`).
 pub fn from_payloads(payloads: &[Payload], what: &str) -> Result<Vec<Data>, String> {
-    payloads
-        .iter()
-        .enumerate()
-        .map(|(i, p)| from_payload(p).map_err(|e| format!("{what} {}: {e}", i + 1)))
-        .collect()
+    payloads.iter().enumerate().map(|(i, p)| from_payload(p).map_err(|e| format!("{what} {}: {e}", i + 1))).collect()
 }
 
 /// The header that carries context values (`with_context`, `ctx.get`) between Temporal calls.
@@ -82,9 +74,10 @@ pub fn context_from_headers(headers: &HashMap<String, Payload>) -> Option<serde_
 /// A `wippy-context` header for `context`, or no headers when there is none.
 pub fn context_headers(context: Option<&serde_json::Map<String, serde_json::Value>>) -> HashMap<String, Payload> {
     match context {
-        Some(map) if !map.is_empty() => {
-            HashMap::from([(CONTEXT_HEADER.to_owned(), to_payload(&Data::Json(serde_json::Value::Object(map.clone()))))])
-        }
+        Some(map) if !map.is_empty() => HashMap::from([(
+            CONTEXT_HEADER.to_owned(),
+            to_payload(&Data::Json(serde_json::Value::Object(map.clone()))),
+        )]),
         _ => HashMap::new(),
     }
 }

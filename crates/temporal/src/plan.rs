@@ -72,12 +72,15 @@ pub fn worker_plan(registry: &Registry, id: &EntryId) -> Option<WorkerPlan> {
                 // Any workflow may call any registered activity; it runs on its own worker's queue.
                 let defaults: BTreeMap<String, serde_json::Value> =
                     entry.options.iter().map(|(k, v)| (k.clone(), to_json(v))).collect();
-                activities.insert(entry_id.to_string(), ActivityTarget {
-                    type_name: entry_id.to_string(),
-                    local: *local,
-                    defaults,
-                    task_queue: registry.task_queue(owner),
-                });
+                activities.insert(
+                    entry_id.to_string(),
+                    ActivityTarget {
+                        type_name: entry_id.to_string(),
+                        local: *local,
+                        defaults,
+                        task_queue: registry.task_queue(owner),
+                    },
+                );
                 if owner == id {
                     functions.push(FunctionCode {
                         entry_id: entry_id.to_string(),
@@ -130,7 +133,12 @@ pub fn core_config(plan: &WorkerPlan) -> Result<WorkerConfig, String> {
             enable_nexus: false,
         }
     } else {
-        WorkerTaskTypes { enable_workflows: true, enable_local_activities: true, enable_remote_activities: true, enable_nexus: false }
+        WorkerTaskTypes {
+            enable_workflows: true,
+            enable_local_activities: true,
+            enable_remote_activities: true,
+            enable_nexus: false,
+        }
     };
     let versioning = match &o.versioning {
         Some(v) => WorkerVersioningStrategy::WorkerDeploymentBased(

@@ -142,7 +142,8 @@ fn process(
                 all.append(&mut query_answers);
                 WorkflowActivationCompletion::from_cmds(run_id, all)
             }
-            Completion::Failed(TaskFailure::Deadlock { message }) | Completion::Failed(TaskFailure::Other { message }) => {
+            Completion::Failed(TaskFailure::Deadlock { message })
+            | Completion::Failed(TaskFailure::Other { message }) => {
                 tracing::error!(run_id = %run_id, "workflow task failed: {message}");
                 task_failure(run_id, message)
             }
@@ -181,7 +182,8 @@ pub fn spawn_poll_loop(
     };
     spawn_engine_thread(name, config, with_runtime, move |(engine, runtime)| {
         let local = tokio::task::LocalSet::new();
-        let result = local.block_on(&runtime, local_poll_loop(worker, engine, Parking::new(max_parked), context, stats));
+        let result =
+            local.block_on(&runtime, local_poll_loop(worker, engine, Parking::new(max_parked), context, stats));
         let _ = done_tx.send(result);
     })?;
     Ok(tokio::spawn(async move { done_rx.await.unwrap_or(Ok(())) }))
@@ -308,7 +310,10 @@ end }
     }
 
     fn evict_for_room() -> JobVariant {
-        JobVariant::RemoveFromCache(RemoveFromCache { reason: EvictionReason::CacheFull.into(), message: "full".into() })
+        JobVariant::RemoveFromCache(RemoveFromCache {
+            reason: EvictionReason::CacheFull.into(),
+            message: "full".into(),
+        })
     }
 
     fn commands(outcome: Outcome) -> Vec<CommandVariant> {
@@ -368,7 +373,10 @@ end }
     fn without_parking_an_eviction_drops_the_run() {
         let (mut engine, mut parking, context) = (engine(), Parking::new(0), context());
         assert!(commands(process(&mut engine, &mut parking, activation(false, vec![init()]), &context)).is_empty());
-        assert!(commands(process(&mut engine, &mut parking, activation(false, vec![evict_for_room()]), &context)).is_empty());
+        assert!(
+            commands(process(&mut engine, &mut parking, activation(false, vec![evict_for_room()]), &context))
+                .is_empty()
+        );
         assert_eq!(engine.cached_runs(), 0);
     }
 }

@@ -43,9 +43,16 @@ async fn busy_loop_fails_its_task_and_others_keep_running() {
     // A later workflow still completes on the same worker.
     start_workflow("app:quick", tq, "deadlock-quick-after", &[json!(41)]).await;
     assert_eq!(wait_result("deadlock-quick-after", Duration::from_secs(30)).await, Ok(json!(42)));
-    tempest_testkit::temporal_cli_async(["workflow", "terminate", "--workflow-id", "deadlock-spin", "--reason", "test over"])
-        .await
-        .expect_success();
+    tempest_testkit::temporal_cli_async([
+        "workflow",
+        "terminate",
+        "--workflow-id",
+        "deadlock-spin",
+        "--reason",
+        "test over",
+    ])
+    .await
+    .expect_success();
     running.shutdown().await;
     assert_replays(&registry, "deadlock-quick-after").await;
 }
@@ -114,9 +121,16 @@ async fn swapped_activity_calls_are_reported_as_nondeterministic() {
     .await;
     running.shutdown().await;
     assert!(failed.is_ok(), "no TMPRL1100 task failure: {:?}", task_failures("nondet-1").await);
-    tempest_testkit::temporal_cli_async(["workflow", "terminate", "--workflow-id", "nondet-1", "--reason", "test over"])
-        .await
-        .expect_success();
+    tempest_testkit::temporal_cli_async([
+        "workflow",
+        "terminate",
+        "--workflow-id",
+        "nondet-1",
+        "--reason",
+        "test over",
+    ])
+    .await
+    .expect_success();
     // The original code still replays the history cleanly.
     assert_replays(&registry, "nondet-1").await;
 }

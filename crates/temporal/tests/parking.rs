@@ -71,9 +71,10 @@ async fn parked_runs_wake_on_signals_and_finish_without_replaying_lua() {
     let woken = |running: &tempest_temporal::Running| running.parking().iter().map(|(_, p)| p.stats.woken).sum::<u64>();
     let woken_before_query = woken(&running);
     let first = ids[0].clone();
-    let answer = tempest_testkit::temporal_cli_async(["workflow", "query", "--workflow-id", &first, "--type", "before"])
-        .await
-        .expect_success();
+    let answer =
+        tempest_testkit::temporal_cli_async(["workflow", "query", "--workflow-id", &first, "--type", "before"])
+            .await
+            .expect_success();
     assert!(answer.stdout.contains("w0:a"), "{}", answer.stdout);
     assert_eq!(woken(&running), woken_before_query + 1, "the query woke the parked run: {:?}", running.parking());
 

@@ -48,9 +48,11 @@ async fn queries_answer_from_handlers_stack_traces_and_closed_workflows() {
     })
     .await;
     assert!(counted.is_ok(), "the count query never answered 1");
-    let with_arg = tokio::task::spawn_blocking(|| query(&["--type", "count", "--input", "10"]).expect_success()).await.unwrap();
+    let with_arg =
+        tokio::task::spawn_blocking(|| query(&["--type", "count", "--input", "10"]).expect_success()).await.unwrap();
     assert!(with_arg.stdout.contains("11"), "{}", with_arg.stdout);
-    let stack = tempest_testkit::temporal_cli_async(["workflow", "stack", "--workflow-id", "queries-1"]).await.expect_success();
+    let stack =
+        tempest_testkit::temporal_cli_async(["workflow", "stack", "--workflow-id", "queries-1"]).await.expect_success();
     assert!(stack.stdout.contains("counter.lua:"), "{}", stack.stdout);
     let unknown = tokio::task::spawn_blocking(|| query(&["--type", "nope"])).await.unwrap();
     assert!(!unknown.success());

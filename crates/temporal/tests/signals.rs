@@ -49,11 +49,8 @@ end }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signals_reach_listen_inbox_and_burst_in_order() {
-    let project = Project::new(
-        "signals",
-        ENTRIES,
-        &[("approval.lua", APPROVAL), ("mailbox.lua", MAILBOX), ("burst.lua", BURST)],
-    );
+    let project =
+        Project::new("signals", ENTRIES, &[("approval.lua", APPROVAL), ("mailbox.lua", MAILBOX), ("burst.lua", BURST)]);
     let registry = project.load();
     let running = tempest_temporal::start(&registry).await.expect("start");
     let tq = project.task_queue.as_str();
@@ -64,12 +61,26 @@ async fn signals_reach_listen_inbox_and_burst_in_order() {
 
     // The CLI, as a user would send it.
     tempest_testkit::temporal_cli_async([
-        "workflow", "signal", "--workflow-id", "signals-approval", "--name", "approve", "--input", r#"{"by": "ann"}"#,
+        "workflow",
+        "signal",
+        "--workflow-id",
+        "signals-approval",
+        "--name",
+        "approve",
+        "--input",
+        r#"{"by": "ann"}"#,
     ])
     .await
     .expect_success();
     tempest_testkit::temporal_cli_async([
-        "workflow", "signal", "--workflow-id", "signals-mailbox", "--name", "hello", "--input", r#""world""#,
+        "workflow",
+        "signal",
+        "--workflow-id",
+        "signals-mailbox",
+        "--name",
+        "hello",
+        "--input",
+        r#""world""#,
     ])
     .await
     .expect_success();

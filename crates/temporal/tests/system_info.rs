@@ -15,25 +15,14 @@ async fn dev_server_reports_version_and_capabilities() -> anyhow::Result<()> {
         .client_version("0.1.0")
         .build();
     let mut connection = Connection::connect(options).await?;
-    assert!(
-        connection.capabilities().is_some(),
-        "connect caches the server's capabilities"
-    );
+    assert!(connection.capabilities().is_some(), "connect caches the server's capabilities");
 
-    let info = WorkflowService::get_system_info(
-        &mut connection,
-        GetSystemInfoRequest::default().into_request(),
-    )
-    .await?
-    .into_inner();
+    let info = WorkflowService::get_system_info(&mut connection, GetSystemInfoRequest::default().into_request())
+        .await?
+        .into_inner();
 
-    assert!(
-        !info.server_version.is_empty(),
-        "server version is empty: {info:?}"
-    );
-    let capabilities = info
-        .capabilities
-        .expect("the dev server reports capabilities");
+    assert!(!info.server_version.is_empty(), "server version is empty: {info:?}");
+    let capabilities = info.capabilities.expect("the dev server reports capabilities");
     assert!(capabilities.sdk_metadata, "{capabilities:?}");
     assert!(capabilities.signal_and_query_header, "{capabilities:?}");
     Ok(())

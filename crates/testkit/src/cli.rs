@@ -32,21 +32,12 @@ impl CliOutput {
     /// Returns `self` if the command succeeded; panics with everything it printed otherwise.
     #[track_caller]
     pub fn expect_success(self) -> Self {
-        assert!(
-            self.success(),
-            "`{}` failed with {}\n{}",
-            self.command,
-            self.status,
-            self.transcript()
-        );
+        assert!(self.success(), "`{}` failed with {}\n{}", self.command, self.status, self.transcript());
         self
     }
 
     fn transcript(&self) -> String {
-        format!(
-            "--- stdout ---\n{}--- stderr ---\n{}",
-            self.stdout, self.stderr
-        )
+        format!("--- stdout ---\n{}--- stderr ---\n{}", self.stdout, self.stderr)
     }
 }
 
@@ -66,12 +57,7 @@ pub enum CliError {
     #[error(
         "`{command}` did not finish within {timeout:?} and was killed\n--- stdout ---\n{stdout}--- stderr ---\n{stderr}"
     )]
-    TimedOut {
-        command: String,
-        timeout: Duration,
-        stdout: String,
-        stderr: String,
-    },
+    TimedOut { command: String, timeout: Duration, stdout: String, stderr: String },
     /// Waiting for the process failed. Fatal.
     #[error("waiting for `{command}`: {source}")]
     Wait {
@@ -96,12 +82,7 @@ pub(crate) fn hermetic_command(binary: &Path, address: Option<&str>) -> Command 
 }
 
 /// Runs `binary args...` against `address`, killing it after `timeout`.
-pub(crate) fn run(
-    binary: &Path,
-    address: &str,
-    args: &[OsString],
-    timeout: Duration,
-) -> Result<CliOutput, CliError> {
+pub(crate) fn run(binary: &Path, address: &str, args: &[OsString], timeout: Duration) -> Result<CliOutput, CliError> {
     let mut command = hermetic_command(binary, Some(address));
     // `--command-timeout` makes the CLI give up on its own too, so a command orphaned by a
     // crashed test process does not linger.
@@ -114,33 +95,16 @@ pub(crate) fn run(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let display = display_command(binary, args);
-    let mut child = command.spawn().map_err(|source| CliError::Spawn {
-        command: display.clone(),
-        source,
-    })?;
+    let mut child = command.spawn().map_err(|source| CliError::Spawn { command: display.clone(), source })?;
     let stdout = read_to_end_in_background(child.stdout.take());
     let stderr = read_to_end_in_background(child.stderr.take());
 
-    let status = wait_with_deadline(&mut child, Instant::now() + timeout).map_err(|source| {
-        CliError::Wait {
-            command: display.clone(),
-            source,
-        }
-    })?;
+    let status = wait_with_deadline(&mut child, Instant::now() + timeout)
+        .map_err(|source| CliError::Wait { command: display.clone(), source })?;
     let (stdout, stderr) = (join_reader(stdout), join_reader(stderr));
     match status {
-        Some(status) => Ok(CliOutput {
-            command: display,
-            status,
-            stdout,
-            stderr,
-        }),
-        None => Err(CliError::TimedOut {
-            command: display,
-            timeout,
-            stdout,
-            stderr,
-        }),
+        Some(status) => Ok(CliOutput { command: display, status, stdout, stderr }),
+        None => Err(CliError::TimedOut { command: display, timeout, stdout, stderr }),
     }
 }
 
@@ -159,9 +123,7 @@ fn wait_with_deadline(child: &mut Child, deadline: Instant) -> std::io::Result<O
     }
 }
 
-fn read_to_end_in_background(
-    stream: Option<impl Read + Send + 'static>,
-) -> Option<JoinHandle<String>> {
+fn read_to_end_in_background(stream: Option<impl Read + Send + 'static>) -> Option<JoinHandle<String>> {
     stream.map(|mut stream| {
         std::thread::spawn(move || {
             let mut bytes = Vec::new();
@@ -173,9 +135,7 @@ fn read_to_end_in_background(
 }
 
 fn join_reader(reader: Option<JoinHandle<String>>) -> String {
-    reader
-        .and_then(|handle| handle.join().ok())
-        .unwrap_or_default()
+    reader.and_then(|handle| handle.join().ok()).unwrap_or_default()
 }
 
 fn display_command(binary: &Path, args: &[OsString]) -> String {
@@ -186,11 +146,7 @@ fn display_command(binary: &Path, args: &[OsString]) -> String {
 
 fn quote(arg: &OsStr) -> String {
     let arg = arg.to_string_lossy();
-    if !arg.is_empty()
-        && arg
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_=.,:/@".contains(c))
-    {
+    if !arg.is_empty() && arg.chars().all(|c| c.is_ascii_alphanumeric() || "-_=.,:/@".contains(c)) {
         arg.into_owned()
     } else {
         format!("'{}'", arg.replace('\'', r"'\''"))
@@ -207,21 +163,15 @@ mod tests {
 
     #[test]
     fn display_quotes_only_what_needs_it() {
-        let shown = display_command(
-            Path::new("/bin/temporal"),
-            &args(&["workflow", "show", "--input", "{\"a\": 1}", "it's"]),
-        );
-        assert_eq!(
-            shown,
-            r#"/bin/temporal workflow show --input '{"a": 1}' 'it'\''s'"#
-        );
+        let shown =
+            display_command(Path::new("/bin/temporal"), &args(&["workflow", "show", "--input", "{\"a\": 1}", "it's"]));
+        assert_eq!(shown, r#"/bin/temporal workflow show --input '{"a": 1}' 'it'\''s'"#);
     }
 
     /// A stand-in `temporal` that runs `body` as a shell script.
     fn fake_cli(name: &str, body: &str) -> std::path::PathBuf {
         use std::os::unix::fs::PermissionsExt;
-        let dir =
-            std::env::temp_dir().join(format!("tempest-testkit-cli-{}-{name}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("tempest-testkit-cli-{}-{name}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create dir");
         let path = dir.join("temporal");
         std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
@@ -235,13 +185,7 @@ mod tests {
             "capture",
             r#"echo "addr=$TEMPORAL_ADDRESS ns=${TEMPORAL_NAMESPACE-unset} args=$*"; echo oops >&2; exit 3"#,
         );
-        let out = run(
-            &cli,
-            "127.0.0.1:1",
-            &args(&["workflow", "list"]),
-            Duration::from_secs(10),
-        )
-        .expect("runs");
+        let out = run(&cli, "127.0.0.1:1", &args(&["workflow", "list"]), Duration::from_secs(10)).expect("runs");
         assert_eq!(out.status.code(), Some(3));
         assert_eq!(
             out.stdout,

@@ -36,10 +36,7 @@ impl Default for DevServerOptions {
 
 impl DevServerOptions {
     pub fn new() -> Self {
-        Self {
-            extra_args: Vec::new(),
-            startup_timeout: DEFAULT_STARTUP_TIMEOUT,
-        }
+        Self { extra_args: Vec::new(), startup_timeout: DEFAULT_STARTUP_TIMEOUT }
     }
 
     /// Registers a custom search attribute (`Text`, `Keyword`, `Int`, `Double`, `Bool`,
@@ -55,8 +52,7 @@ impl DevServerOptions {
 
     /// Sets a dynamic config value; `value` is JSON (`"\"text\""`, `"true"`, `"10"`).
     pub fn dynamic_config(self, key: &str, value: &str) -> Self {
-        self.arg("--dynamic-config-value")
-            .arg(format!("{key}={value}"))
+        self.arg("--dynamic-config-value").arg(format!("{key}={value}"))
     }
 
     /// Passes any other `temporal server start-dev` flag through.
@@ -89,14 +85,7 @@ impl DevServerOptions {
         // --headless: no UI port to collide on; --http-port/--metrics-port already default to
         // random free ports in CLI 1.9.1. No --db-filename: state lives in memory.
         command
-            .args([
-                "server",
-                "start-dev",
-                "--headless",
-                "--ip",
-                "127.0.0.1",
-                "--port",
-            ])
+            .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port"])
             .arg(port.to_string())
             .args(&self.extra_args)
             .stdin(Stdio::null())
@@ -110,12 +99,7 @@ impl DevServerOptions {
         if let Some(stderr) = process.server().stderr.take() {
             log.follow(stderr);
         }
-        let server = DevServer {
-            port,
-            binary: binary.to_path_buf(),
-            log,
-            process,
-        };
+        let server = DevServer { port, binary: binary.to_path_buf(), log, process };
         server.wait_until_ready(self.startup_timeout)
     }
 }
@@ -130,9 +114,7 @@ pub struct DevServer {
 
 impl std::fmt::Debug for DevServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DevServer")
-            .field("address", &self.address())
-            .finish_non_exhaustive()
+        f.debug_struct("DevServer").field("address", &self.address()).finish_non_exhaustive()
     }
 }
 
@@ -191,26 +173,14 @@ impl DevServer {
         let deadline = Instant::now() + timeout;
         let socket = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
         loop {
-            if let Some(status) = self
-                .process
-                .server()
-                .try_wait()
-                .map_err(DevServerError::Spawn)?
-            {
-                return Err(DevServerError::ExitedEarly {
-                    status,
-                    log: self.exit_log(),
-                });
+            if let Some(status) = self.process.server().try_wait().map_err(DevServerError::Spawn)? {
+                return Err(DevServerError::ExitedEarly { status, log: self.exit_log() });
             }
             if TcpStream::connect_timeout(&socket, READY_POLL_INTERVAL).is_ok() && self.answers() {
                 return Ok(self);
             }
             if Instant::now() >= deadline {
-                return Err(DevServerError::NotReady {
-                    address: self.address(),
-                    timeout,
-                    log: self.log_tail(),
-                });
+                return Err(DevServerError::NotReady { address: self.address(), timeout, log: self.log_tail() });
             }
             std::thread::sleep(READY_POLL_INTERVAL);
         }
@@ -218,32 +188,19 @@ impl DevServer {
 
     /// Whether the frontend serves the `default` namespace (a listening port comes earlier).
     fn answers(&self) -> bool {
-        self.cli_with_timeout(
-            [
-                "operator",
-                "namespace",
-                "describe",
-                "--namespace",
-                "default",
-            ],
-            PROBE_TIMEOUT,
-        )
-        .is_ok_and(|out| out.success())
+        self.cli_with_timeout(["operator", "namespace", "describe", "--namespace", "default"], PROBE_TIMEOUT)
+            .is_ok_and(|out| out.success())
     }
 
     /// The log once the reader threads have drained the dead server's pipes.
     fn exit_log(&self) -> String {
-        let _ = crate::wait_until(Duration::from_secs(2), Duration::from_millis(10), || {
-            self.log.is_drained()
-        });
+        let _ = crate::wait_until(Duration::from_secs(2), Duration::from_millis(10), || self.log.is_drained());
         self.log_tail()
     }
 }
 
 fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
 }
 
 /// The dev server could not be started.
@@ -258,19 +215,11 @@ pub enum DevServerError {
     Spawn(#[source] std::io::Error),
     /// The server exited during start-up (bad flag, port taken); retried on another port before
     /// being reported.
-    #[error(
-        "the Temporal dev server exited during start-up with {status}\n--- server output ---\n{log}"
-    )]
+    #[error("the Temporal dev server exited during start-up with {status}\n--- server output ---\n{log}")]
     ExitedEarly { status: ExitStatus, log: String },
     /// The server did not serve the `default` namespace in time.
-    #[error(
-        "the Temporal dev server at {address} did not answer within {timeout:?}\n--- server output ---\n{log}"
-    )]
-    NotReady {
-        address: String,
-        timeout: Duration,
-        log: String,
-    },
+    #[error("the Temporal dev server at {address} did not answer within {timeout:?}\n--- server output ---\n{log}")]
+    NotReady { address: String, timeout: Duration, log: String },
 }
 
 #[cfg(test)]
@@ -285,11 +234,7 @@ mod tests {
             .dynamic_config("limit.blobSize.error", "1000")
             .arg("--log-level")
             .arg("error");
-        let flags: Vec<&str> = options
-            .extra_args
-            .iter()
-            .map(|a| a.to_str().expect("utf-8"))
-            .collect();
+        let flags: Vec<&str> = options.extra_args.iter().map(|a| a.to_str().expect("utf-8")).collect();
         assert_eq!(
             flags,
             [

@@ -28,11 +28,7 @@ pub enum LocateError {
 
 /// Locates the `temporal` binary for this process.
 pub fn temporal_binary() -> Result<PathBuf, LocateError> {
-    resolve(
-        std::env::var_os(TEMPORAL_CLI_ENV),
-        &venv_binary(&workspace_root()),
-        std::env::var_os("PATH"),
-    )
+    resolve(std::env::var_os(TEMPORAL_CLI_ENV), &venv_binary(&workspace_root()), std::env::var_os("PATH"))
 }
 
 /// The workspace root, derived from where this crate sits (`<root>/crates/testkit`).
@@ -49,18 +45,10 @@ fn venv_binary(root: &Path) -> PathBuf {
 }
 
 /// The lookup order, split from the process environment so it can be tested.
-fn resolve(
-    override_path: Option<OsString>,
-    venv: &Path,
-    path_var: Option<OsString>,
-) -> Result<PathBuf, LocateError> {
+fn resolve(override_path: Option<OsString>, venv: &Path, path_var: Option<OsString>) -> Result<PathBuf, LocateError> {
     if let Some(path) = override_path.filter(|p| !p.is_empty()) {
         let path = PathBuf::from(path);
-        return if is_executable(&path) {
-            Ok(path)
-        } else {
-            Err(LocateError::OverrideNotExecutable(path))
-        };
+        return if is_executable(&path) { Ok(path) } else { Err(LocateError::OverrideNotExecutable(path)) };
     }
     if is_executable(venv) {
         return Ok(venv.to_path_buf());
@@ -70,14 +58,11 @@ fn resolve(
         .flat_map(std::env::split_paths)
         .map(|dir| dir.join("temporal"))
         .find(|candidate| is_executable(candidate))
-        .ok_or_else(|| LocateError::NotFound {
-            venv: venv.to_path_buf(),
-        })
+        .ok_or_else(|| LocateError::NotFound { venv: venv.to_path_buf() })
 }
 
 fn is_executable(path: &Path) -> bool {
-    path.metadata()
-        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]
@@ -94,10 +79,7 @@ mod tests {
     }
 
     fn scratch_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "tempest-testkit-locate-{}-{name}",
-            std::process::id()
-        ));
+        let dir = std::env::temp_dir().join(format!("tempest-testkit-locate-{}-{name}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
     }
@@ -108,11 +90,7 @@ mod tests {
         let chosen = fake_binary(&dir.join("override"), 0o755);
         let venv = fake_binary(&dir.join("venv"), 0o755);
         let on_path = fake_binary(&dir.join("path"), 0o755);
-        let found = resolve(
-            Some(chosen.clone().into()),
-            &venv,
-            Some(on_path.parent().expect("dir").into()),
-        );
+        let found = resolve(Some(chosen.clone().into()), &venv, Some(on_path.parent().expect("dir").into()));
         assert_eq!(found.expect("found"), chosen);
         fs::remove_dir_all(dir).expect("cleanup");
     }
@@ -142,16 +120,9 @@ mod tests {
         let dir = scratch_dir("path-order");
         let not_executable = fake_binary(&dir.join("a"), 0o644);
         let executable = fake_binary(&dir.join("b"), 0o755);
-        let path_var = std::env::join_paths([
-            not_executable.parent().expect("dir"),
-            executable.parent().expect("dir"),
-        ])
-        .expect("join paths");
-        let found = resolve(
-            Some(OsString::new()),
-            &dir.join("no-venv/temporal"),
-            Some(path_var),
-        );
+        let path_var = std::env::join_paths([not_executable.parent().expect("dir"), executable.parent().expect("dir")])
+            .expect("join paths");
+        let found = resolve(Some(OsString::new()), &dir.join("no-venv/temporal"), Some(path_var));
         assert_eq!(found.expect("found"), executable);
         fs::remove_dir_all(dir).expect("cleanup");
     }
@@ -159,14 +130,9 @@ mod tests {
     #[test]
     fn nothing_found_names_the_install_hint() {
         let dir = scratch_dir("nothing");
-        let err = resolve(None, &dir.join("venv/temporal"), Some(dir.clone().into()))
-            .expect_err("must fail");
+        let err = resolve(None, &dir.join("venv/temporal"), Some(dir.clone().into())).expect_err("must fail");
         assert!(matches!(err, LocateError::NotFound { .. }));
-        assert!(
-            err.to_string()
-                .contains("run scripts/setup-temporal, or set TEMPORAL_CLI"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("run scripts/setup-temporal, or set TEMPORAL_CLI"), "{err}");
     }
 
     #[test]

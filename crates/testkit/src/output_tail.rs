@@ -67,12 +67,8 @@ mod tests {
     fn follows_a_stream_to_its_end() {
         let tail = OutputTail::default();
         tail.follow(std::io::Cursor::new(b"one\ntwo\nthree".to_vec()));
-        crate::wait_until(
-            std::time::Duration::from_secs(5),
-            std::time::Duration::from_millis(1),
-            || tail.is_drained(),
-        )
-        .expect("stream read to its end");
+        crate::wait_until(std::time::Duration::from_secs(5), std::time::Duration::from_millis(1), || tail.is_drained())
+            .expect("stream read to its end");
         assert_eq!(tail.text(), "one\ntwo\nthree\n");
     }
 }

@@ -45,11 +45,7 @@ impl GuardedProcess {
             }
         };
         let lifeline_pipe = lifeline.stdin.take();
-        Ok(Self {
-            server,
-            lifeline,
-            lifeline_pipe,
-        })
+        Ok(Self { server, lifeline, lifeline_pipe })
     }
 
     pub(crate) fn server(&mut self) -> &mut Child {
@@ -80,34 +76,26 @@ mod tests {
 
     /// Running and not a zombie (an orphan's zombie lingers if PID 1 does not reap).
     fn is_alive(pid: u32) -> bool {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-            stat.rsplit_once(") ")
-                .is_some_and(|(_, rest)| !rest.starts_with('Z'))
-        })
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z')))
     }
 
     #[test]
     fn dropping_the_guard_kills_the_whole_process_group() {
         // The server forks a grandchild, as a wrapper script around the real binary would.
         let mut command = Command::new("/bin/sh");
-        command
-            .arg("-c")
-            .arg("sleep 300 & echo $!; wait")
-            .stdout(Stdio::piped());
+        command.arg("-c").arg("sleep 300 & echo $!; wait").stdout(Stdio::piped());
         let mut guard = GuardedProcess::spawn(command).expect("spawn");
         let mut first_line = String::new();
         let stdout = guard.server().stdout.take().expect("piped");
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first_line)
-            .expect("read pid");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut first_line).expect("read pid");
         let grandchild: u32 = first_line.trim().parse().expect("pid");
         let server = guard.server().id();
         assert!(is_alive(server) && is_alive(grandchild));
 
         drop(guard);
 
-        wait_until(Duration::from_secs(5), Duration::from_millis(10), || {
-            !is_alive(grandchild)
-        })
-        .expect("grandchild killed with its group");
+        wait_until(Duration::from_secs(5), Duration::from_millis(10), || !is_alive(grandchild))
+            .expect("grandchild killed with its group");
     }
 }

@@ -9,9 +9,7 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// running now (pid) and across runs against a reused server (wall-clock nanoseconds).
 pub fn unique_task_queue(prefix: &str) -> String {
     let count = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_nanos());
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_nanos());
     format!("{prefix}-{}-{count}-{nanos}", std::process::id())
 }
 
@@ -29,10 +27,7 @@ mod tests {
             let parts: Vec<&str> = name.split('-').collect();
             assert_eq!(parts[0], "orders");
             assert_eq!(parts[1], pid);
-            assert!(
-                parts[2].parse::<u64>().is_ok() && parts[3].parse::<u128>().is_ok(),
-                "{name}"
-            );
+            assert!(parts[2].parse::<u64>().is_ok() && parts[3].parse::<u128>().is_ok(), "{name}");
         }
     }
 }

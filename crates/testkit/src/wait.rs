@@ -30,10 +30,7 @@ pub fn wait_until(
         match next_pause(started, timeout, poll_interval) {
             Some(pause) => std::thread::sleep(pause),
             None => {
-                return Err(WaitTimedOut {
-                    waited: started.elapsed(),
-                    attempts,
-                });
+                return Err(WaitTimedOut { waited: started.elapsed(), attempts });
             }
         }
     }
@@ -59,10 +56,7 @@ where
         match next_pause(started, timeout, poll_interval) {
             Some(pause) => tokio::time::sleep(pause).await,
             None => {
-                return Err(WaitTimedOut {
-                    waited: started.elapsed(),
-                    attempts,
-                });
+                return Err(WaitTimedOut { waited: started.elapsed(), attempts });
             }
         }
     }
@@ -70,9 +64,7 @@ where
 
 /// How long to pause before the next check, or `None` once the deadline has been checked.
 fn next_pause(started: Instant, timeout: Duration, poll_interval: Duration) -> Option<Duration> {
-    let remaining = timeout
-        .checked_sub(started.elapsed())
-        .filter(|left| !left.is_zero())?;
+    let remaining = timeout.checked_sub(started.elapsed()).filter(|left| !left.is_zero())?;
     Some(poll_interval.min(remaining))
 }
 
@@ -106,10 +98,7 @@ mod tests {
 
     #[test]
     fn gives_up_after_the_timeout() {
-        let err = wait_until(Duration::from_millis(50), Duration::from_millis(10), || {
-            false
-        })
-        .expect_err("never true");
+        let err = wait_until(Duration::from_millis(50), Duration::from_millis(10), || false).expect_err("never true");
         assert!(err.waited >= Duration::from_millis(50), "{err}");
         assert!(err.waited < Duration::from_secs(5), "{err}");
         assert!(err.attempts >= 2, "{err}");

@@ -92,9 +92,6 @@ pub fn register(lua: &Lua) -> mlua::Result<Table> {
             returned(lua, Ok(true))
         })?,
     )?;
-    module.raw_set(
-        "cancelled",
-        lua.create_function(|lua, ()| Ok(current(lua)?.cancelled.load(Ordering::Relaxed)))?,
-    )?;
+    module.raw_set("cancelled", lua.create_function(|lua, ()| Ok(current(lua)?.cancelled.load(Ordering::Relaxed)))?)?;
     Ok(module)
 }

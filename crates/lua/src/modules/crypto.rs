@@ -32,56 +32,34 @@ pub fn register(lua: &Lua) -> mlua::Result<Table> {
     let module = lua.create_table()?;
 
     let random = lua.create_table()?;
-    random.set(
-        "bytes",
-        lua.create_function(|lua, n: Value| failure::returned(lua, random_bytes(lua, &n)))?,
-    )?;
+    random.set("bytes", lua.create_function(|lua, n: Value| failure::returned(lua, random_bytes(lua, &n)))?)?;
     random.set(
         "string",
         lua.create_function(|lua, (n, charset): (Value, Option<String>)| {
             failure::returned(lua, random_string(lua, &n, charset.as_deref()))
         })?,
     )?;
-    random.set(
-        "uuid",
-        lua.create_function(|lua, ()| failure::returned(lua, Ok::<_, Failure>(uuid::v4(lua))))?,
-    )?;
+    random.set("uuid", lua.create_function(|lua, ()| failure::returned(lua, Ok::<_, Failure>(uuid::v4(lua))))?)?;
     module.set("random", random)?;
 
     let hmac = lua.create_table()?;
-    hmac.set(
-        "sha256",
-        hmac_function::<Hmac<sha2::Sha256>>(lua, "crypto.hmac.sha256")?,
-    )?;
-    hmac.set(
-        "sha512",
-        hmac_function::<Hmac<sha2::Sha512>>(lua, "crypto.hmac.sha512")?,
-    )?;
+    hmac.set("sha256", hmac_function::<Hmac<sha2::Sha256>>(lua, "crypto.hmac.sha256")?)?;
+    hmac.set("sha512", hmac_function::<Hmac<sha2::Sha512>>(lua, "crypto.hmac.sha512")?)?;
     module.set("hmac", hmac)?;
 
     let encrypt = lua.create_table()?;
-    encrypt.set(
-        "aes",
-        lua.create_function(|lua, args: (Value, Value, Value)| seal_with(lua, Cipher::Aes, args))?,
-    )?;
+    encrypt.set("aes", lua.create_function(|lua, args: (Value, Value, Value)| seal_with(lua, Cipher::Aes, args))?)?;
     encrypt.set(
         "chacha20",
-        lua.create_function(|lua, args: (Value, Value, Value)| {
-            seal_with(lua, Cipher::ChaCha, args)
-        })?,
+        lua.create_function(|lua, args: (Value, Value, Value)| seal_with(lua, Cipher::ChaCha, args))?,
     )?;
     module.set("encrypt", encrypt)?;
 
     let decrypt = lua.create_table()?;
-    decrypt.set(
-        "aes",
-        lua.create_function(|lua, args: (Value, Value, Value)| open_with(lua, Cipher::Aes, args))?,
-    )?;
+    decrypt.set("aes", lua.create_function(|lua, args: (Value, Value, Value)| open_with(lua, Cipher::Aes, args))?)?;
     decrypt.set(
         "chacha20",
-        lua.create_function(|lua, args: (Value, Value, Value)| {
-            open_with(lua, Cipher::ChaCha, args)
-        })?,
+        lua.create_function(|lua, args: (Value, Value, Value)| open_with(lua, Cipher::ChaCha, args))?,
     )?;
     module.set("decrypt", decrypt)?;
 
@@ -89,24 +67,18 @@ pub fn register(lua: &Lua) -> mlua::Result<Table> {
     module.set(
         "constant_time_compare",
         lua.create_function(|_, (a, b): (Value, Value)| {
-            Ok(
-                match (convert::bytes_or_string(&a), convert::bytes_or_string(&b)) {
-                    (Some(a), Some(b)) => bool::from(a.ct_eq(&b)),
-                    _ => false,
-                },
-            )
+            Ok(match (convert::bytes_or_string(&a), convert::bytes_or_string(&b)) {
+                (Some(a), Some(b)) => bool::from(a.ct_eq(&b)),
+                _ => false,
+            })
         })?,
     )?;
     Ok(module)
 }
 
 fn data_arg(name: &str, what: &str, value: &Value) -> Result<Vec<u8>, Failure> {
-    convert::bytes_or_string(value).ok_or_else(|| {
-        Failure::invalid(format!(
-            "{name}: {what} must be a string, got {}",
-            value.type_name()
-        ))
-    })
+    convert::bytes_or_string(value)
+        .ok_or_else(|| Failure::invalid(format!("{name}: {what} must be a string, got {}", value.type_name())))
 }
 
 fn length_arg(name: &str, value: &Value, max: i64) -> Result<usize, Failure> {
@@ -117,9 +89,7 @@ fn length_arg(name: &str, value: &Value, max: i64) -> Result<usize, Failure> {
     };
     match n {
         Some(n) if (1..=max).contains(&n) => Ok(n as usize),
-        _ => Err(Failure::invalid(format!(
-            "{name}: length must be an integer in 1..{max}"
-        ))),
+        _ => Err(Failure::invalid(format!("{name}: length must be an integer in 1..{max}"))),
     }
 }
 
@@ -134,9 +104,7 @@ fn random_string(lua: &Lua, n: &Value, charset: Option<&str>) -> Result<String, 
     let n = length_arg("crypto.random.string", n, MAX_RANDOM_LEN)?;
     let chars: Vec<char> = charset.unwrap_or(ALPHANUMERIC).chars().collect();
     if chars.is_empty() {
-        return Err(Failure::invalid(
-            "crypto.random.string: charset must not be empty",
-        ));
+        return Err(Failure::invalid("crypto.random.string: charset must not be empty"));
     }
     let bound = chars.len() as u32;
     // Rejection sampling keeps every character equally likely.
@@ -167,8 +135,7 @@ fn hmac_function<M: Mac + KeyInit>(lua: &Lua, name: &'static str) -> mlua::Resul
             if key.is_empty() {
                 return Err(Failure::invalid(format!("{name}: key must not be empty")));
             }
-            let mut mac = <M as Mac>::new_from_slice(&key)
-                .map_err(|e| Failure::invalid(format!("{name}: {e}")))?;
+            let mut mac = <M as Mac>::new_from_slice(&key).map_err(|e| Failure::invalid(format!("{name}: {e}")))?;
             mac.update(&data);
             Ok(convert::hex(&mac.finalize().into_bytes()))
         })();
@@ -193,21 +160,14 @@ impl Cipher {
     /// Runs `f` with the AEAD for `key`, checking the key size.
     fn with_aead<R>(self, name: &str, key: &[u8], f: impl AeadUser<R>) -> Result<R, Failure> {
         let wrong = || match self {
-            Cipher::Aes => Failure::invalid(format!(
-                "{name}: key must be 16, 24 or 32 bytes, got {}",
-                key.len()
-            )),
-            Cipher::ChaCha => {
-                Failure::invalid(format!("{name}: key must be 32 bytes, got {}", key.len()))
-            }
+            Cipher::Aes => Failure::invalid(format!("{name}: key must be 16, 24 or 32 bytes, got {}", key.len())),
+            Cipher::ChaCha => Failure::invalid(format!("{name}: key must be 32 bytes, got {}", key.len())),
         };
         match (self, key.len()) {
             (Cipher::Aes, 16) => Ok(f.run(Aes128Gcm::new_from_slice(key).map_err(|_| wrong())?)),
             (Cipher::Aes, 24) => Ok(f.run(Aes192Gcm::new_from_slice(key).map_err(|_| wrong())?)),
             (Cipher::Aes, 32) => Ok(f.run(Aes256Gcm::new_from_slice(key).map_err(|_| wrong())?)),
-            (Cipher::ChaCha, 32) => {
-                Ok(f.run(ChaCha20Poly1305::new_from_slice(key).map_err(|_| wrong())?))
-            }
+            (Cipher::ChaCha, 32) => Ok(f.run(ChaCha20Poly1305::new_from_slice(key).map_err(|_| wrong())?)),
             _ => Err(wrong()),
         }
     }
@@ -226,13 +186,7 @@ struct Seal<'a> {
 
 impl AeadUser<Result<Vec<u8>, aes_gcm::Error>> for Seal<'_> {
     fn run<A: Aead>(self, aead: A) -> Result<Vec<u8>, aes_gcm::Error> {
-        let sealed = aead.encrypt(
-            self.nonce.as_slice().into(),
-            Payload {
-                msg: self.data,
-                aad: self.aad,
-            },
-        )?;
+        let sealed = aead.encrypt(self.nonce.as_slice().into(), Payload { msg: self.data, aad: self.aad })?;
         let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
         out.extend_from_slice(&self.nonce);
         out.extend_from_slice(&sealed);
@@ -248,30 +202,16 @@ struct Open<'a> {
 impl AeadUser<Result<Vec<u8>, aes_gcm::Error>> for Open<'_> {
     fn run<A: Aead>(self, aead: A) -> Result<Vec<u8>, aes_gcm::Error> {
         let (nonce, body) = self.sealed.split_at(NONCE_LEN);
-        aead.decrypt(
-            nonce.into(),
-            Payload {
-                msg: body,
-                aad: self.aad,
-            },
-        )
+        aead.decrypt(nonce.into(), Payload { msg: body, aad: self.aad })
     }
 }
 
 fn optional_aad(name: &str, aad: &Value) -> Result<Vec<u8>, Failure> {
-    if aad.is_nil() {
-        Ok(Vec::new())
-    } else {
-        data_arg(name, "aad", aad)
-    }
+    if aad.is_nil() { Ok(Vec::new()) } else { data_arg(name, "aad", aad) }
 }
 
 /// `encrypt.*(data, key, aad?)` → nonce ‖ ciphertext ‖ tag as bytes.
-fn seal_with(
-    lua: &Lua,
-    cipher: Cipher,
-    (data, key, aad): (Value, Value, Value),
-) -> mlua::Result<(Value, Value)> {
+fn seal_with(lua: &Lua, cipher: Cipher, (data, key, aad): (Value, Value, Value)) -> mlua::Result<(Value, Value)> {
     let name = cipher.name("encrypt");
     let sealed = (|| {
         let data = data_arg(&name, "data", &data)?;
@@ -280,15 +220,7 @@ fn seal_with(
         let mut nonce = [0u8; NONCE_LEN];
         entropy::fill_bytes(lua, &mut nonce);
         cipher
-            .with_aead(
-                &name,
-                &key,
-                Seal {
-                    nonce,
-                    data: &data,
-                    aad: &aad,
-                },
-            )?
+            .with_aead(&name, &key, Seal { nonce, data: &data, aad: &aad })?
             .map(Bytes)
             .map_err(|_| Failure::internal(format!("{name}: encryption failed")))
     })();
@@ -296,11 +228,7 @@ fn seal_with(
 }
 
 /// `decrypt.*(sealed, key, aad?)` → the plaintext as a string.
-fn open_with(
-    lua: &Lua,
-    cipher: Cipher,
-    (sealed, key, aad): (Value, Value, Value),
-) -> mlua::Result<(Value, Value)> {
+fn open_with(lua: &Lua, cipher: Cipher, (sealed, key, aad): (Value, Value, Value)) -> mlua::Result<(Value, Value)> {
     let name = cipher.name("decrypt");
     let opened = (|| {
         let sealed = data_arg(&name, "data", &sealed)?;
@@ -310,19 +238,8 @@ fn open_with(
             return Err(Failure::internal(format!("{name}: ciphertext too short")));
         }
         cipher
-            .with_aead(
-                &name,
-                &key,
-                Open {
-                    sealed: &sealed,
-                    aad: &aad,
-                },
-            )?
-            .map_err(|_| {
-                Failure::internal(format!(
-                    "{name}: decryption failed (wrong key, aad or corrupted data)"
-                ))
-            })
+            .with_aead(&name, &key, Open { sealed: &sealed, aad: &aad })?
+            .map_err(|_| Failure::internal(format!("{name}: decryption failed (wrong key, aad or corrupted data)")))
     })();
     match opened {
         Ok(plain) => Ok((Value::String(lua.create_string(plain)?), Value::Nil)),
@@ -339,20 +256,15 @@ fn pbkdf2(
     let derived = (|| {
         let password = data_arg(NAME, "password", &password)?;
         let salt = data_arg(NAME, "salt", &salt)?;
-        let rounds = length_arg(NAME, &iterations, MAX_PBKDF2_ITERATIONS).map_err(|_| {
-            Failure::invalid(format!(
-                "{NAME}: iterations must be in 1..{MAX_PBKDF2_ITERATIONS}"
-            ))
-        })?;
+        let rounds = length_arg(NAME, &iterations, MAX_PBKDF2_ITERATIONS)
+            .map_err(|_| Failure::invalid(format!("{NAME}: iterations must be in 1..{MAX_PBKDF2_ITERATIONS}")))?;
         let mut key = vec![0u8; length_arg(NAME, &key_len, 1024)?];
         let rounds = u32::try_from(rounds).unwrap_or(u32::MAX);
         match hash.as_deref().unwrap_or("sha256") {
             "sha256" => pbkdf2::pbkdf2_hmac::<sha2::Sha256>(&password, &salt, rounds, &mut key),
             "sha512" => pbkdf2::pbkdf2_hmac::<sha2::Sha512>(&password, &salt, rounds, &mut key),
             other => {
-                return Err(Failure::invalid(format!(
-                    "{NAME}: unknown hash {other:?} (sha256 or sha512)"
-                )));
+                return Err(Failure::invalid(format!("{NAME}: unknown hash {other:?} (sha256 or sha512)")));
             }
         }
         Ok(Bytes(key))
@@ -392,10 +304,7 @@ mod tests {
                 and #crypto.random.uuid() == 36 and crypto.random.string(8, "ab"):match("^[ab]+$") ~= nil
                 and utf8.len(crypto.random.string(5, "äö")) == 5"#,
         );
-        check(
-            &lua,
-            r#"local v, err = crypto.random.bytes(0) return v == nil and err:kind() == "Invalid""#,
-        );
+        check(&lua, r#"local v, err = crypto.random.bytes(0) return v == nil and err:kind() == "Invalid""#);
         check(
             &lua,
             r#"return select(2, crypto.random.bytes(2^21)):kind() == "Invalid"

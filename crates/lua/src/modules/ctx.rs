@@ -33,7 +33,8 @@ pub fn register(lua: &Lua) -> mlua::Result<Table> {
                 Some(value) => returned(lua, Ok(json_to_lua(lua, &value)?)),
                 None => returned::<Value>(
                     lua,
-                    Err(Failure::new(Kind::NOT_FOUND, format!("context value `{key}` not found")).with_retryable(Some(false))),
+                    Err(Failure::new(Kind::NOT_FOUND, format!("context value `{key}` not found"))
+                        .with_retryable(Some(false))),
                 ),
             }
         })?,
@@ -60,10 +61,8 @@ mod tests {
         let mut map = ContextMap::new();
         map.insert("tenant".into(), serde_json::json!("acme"));
         lua.set_app_data(CallContext(Some(Rc::new(map))));
-        let (v, missing): (String, String) = lua
-            .load("local v = ctx.get('tenant') local _, e = ctx.get('nope') return v, e:kind()")
-            .eval()
-            .unwrap();
+        let (v, missing): (String, String) =
+            lua.load("local v = ctx.get('tenant') local _, e = ctx.get('nope') return v, e:kind()").eval().unwrap();
         assert_eq!((v.as_str(), missing.as_str()), ("acme", "NotFound"));
     }
 }

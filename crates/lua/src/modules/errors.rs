@@ -47,35 +47,27 @@ fn new(lua: &Lua, spec: Value) -> mlua::Result<Failure> {
 fn from_spec(spec: &Table) -> mlua::Result<Failure> {
     let message: Option<mlua::String> = spec.get("message")?;
     let Some(message) = message else {
-        return Err(mlua::Error::runtime(
-            "errors.new: field `message` (a string) is required",
-        ));
+        return Err(mlua::Error::runtime("errors.new: field `message` (a string) is required"));
     };
     let kind: Option<String> = spec.get("kind")?;
     let retryable: Option<bool> = spec.get("retryable")?;
     let details = match spec.get::<Value>("details")? {
         Value::Nil => None,
-        value => Some(convert::to_json(&value).map_err(|e| {
-            mlua::Error::runtime(format!("errors.new: {}", e.with_root("details")))
-        })?),
+        value => Some(
+            convert::to_json(&value)
+                .map_err(|e| mlua::Error::runtime(format!("errors.new: {}", e.with_root("details"))))?,
+        ),
     };
     let kind = kind.as_deref().map_or(Kind::UNKNOWN, Kind::new);
-    Ok(Failure::new(kind, message.to_string_lossy())
-        .with_retryable(retryable)
-        .with_details(details))
+    Ok(Failure::new(kind, message.to_string_lossy()).with_retryable(retryable).with_details(details))
 }
 
 fn wrap(lua: &Lua, (err, context): (Value, String)) -> mlua::Result<Option<Failure>> {
     let inner = match &err {
         Value::Nil => return Ok(None),
-        Value::String(message) => {
-            Failure::new(Kind::UNKNOWN, message.to_string_lossy()).with_stack(caller_stack(lua))
-        }
+        Value::String(message) => Failure::new(Kind::UNKNOWN, message.to_string_lossy()).with_stack(caller_stack(lua)),
         other => Failure::from_value(other).ok_or_else(|| {
-            mlua::Error::runtime(format!(
-                "errors.wrap: expected an error or a string, got {}",
-                other.type_name()
-            ))
+            mlua::Error::runtime(format!("errors.wrap: expected an error or a string, got {}", other.type_name()))
         })?,
     };
     Ok(Some(inner.wrap(&context)))
@@ -118,19 +110,10 @@ mod tests {
             return e:kind() == "NotFound" and e:retryable() == false and e:details().id == 3
                 and tostring(e) == "gone""#,
         );
-        let err = lua
-            .load("errors.new({kind = 'Invalid'})")
-            .exec()
-            .unwrap_err();
+        let err = lua.load("errors.new({kind = 'Invalid'})").exec().unwrap_err();
         assert!(err.to_string().contains("`message` (a string) is required"));
-        let err = lua
-            .load("errors.new({message = 'm', details = {f = print}})")
-            .exec()
-            .unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("details.f: cannot encode a function")
-        );
+        let err = lua.load("errors.new({message = 'm', details = {f = print}})").exec().unwrap_err();
+        assert!(err.to_string().contains("details.f: cannot encode a function"));
         assert!(lua.load("errors.new(12)").exec().is_err());
     }
 

@@ -11,14 +11,8 @@ pub fn register(lua: &Lua) -> mlua::Result<Table> {
     let module = lua.create_table()?;
     module.set("md5", digest_function::<md5::Md5>(lua, "hash.md5")?)?;
     module.set("sha1", digest_function::<sha1::Sha1>(lua, "hash.sha1")?)?;
-    module.set(
-        "sha256",
-        digest_function::<sha2::Sha256>(lua, "hash.sha256")?,
-    )?;
-    module.set(
-        "sha512",
-        digest_function::<sha2::Sha512>(lua, "hash.sha512")?,
-    )?;
+    module.set("sha256", digest_function::<sha2::Sha256>(lua, "hash.sha256")?)?;
+    module.set("sha512", digest_function::<sha2::Sha512>(lua, "hash.sha512")?)?;
     Ok(module)
 }
 
@@ -26,12 +20,7 @@ fn digest_function<D: Digest>(lua: &Lua, name: &'static str) -> mlua::Result<mlu
     lua.create_function(move |lua, value: Value| {
         let digest = convert::bytes_or_string(&value)
             .map(|data| convert::hex(&D::digest(data)))
-            .ok_or_else(|| {
-                Failure::invalid(format!(
-                    "{name}: expected a string, got {}",
-                    value.type_name()
-                ))
-            });
+            .ok_or_else(|| Failure::invalid(format!("{name}: expected a string, got {}", value.type_name())));
         failure::returned(lua, digest)
     })
 }

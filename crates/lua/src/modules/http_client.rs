@@ -63,14 +63,7 @@ pub fn register(lua: &Lua) -> mlua::Result<Table> {
         module.set(name, function)?;
     }
     let request = lua.create_function(move |lua, (method, url, opts): (Value, Value, Value)| {
-        call(
-            lua,
-            &http,
-            &headers_meta,
-            parse_method(&method),
-            &url,
-            &opts,
-        )
+        call(lua, &http, &headers_meta, parse_method(&method), &url, &opts)
     })?;
     module.set("request", request)?;
     Ok(module)
@@ -85,9 +78,8 @@ fn call(
     url: &Value,
     opts: &Value,
 ) -> mlua::Result<(Value, Value)> {
-    let response = method
-        .and_then(|method| Request::parse(method, url, opts))
-        .and_then(|request| http.send(lua, request));
+    let response =
+        method.and_then(|method| Request::parse(method, url, opts)).and_then(|request| http.send(lua, request));
     match response {
         Ok(response) => failure::returned(lua, Ok(response.into_table(lua, headers_meta)?)),
         Err(failure) => failure::returned(lua, Err::<Table, _>(failure)),
@@ -134,17 +126,12 @@ impl Http {
     fn send(&self, lua: &Lua, request: Request) -> Result<Response, Failure> {
         let label = format!("http_client: {} {}", request.method, request.url);
         let cancelled = lua.app_data_ref::<Cancellation>().map(|c| c.0.clone());
-        if cancelled
-            .as_ref()
-            .is_some_and(|flag| flag.load(Ordering::SeqCst))
-        {
+        if cancelled.as_ref().is_some_and(|flag| flag.load(Ordering::SeqCst)) {
             return Err(canceled(&label));
         }
         let client = self.client(&request.tls)?;
         let runtime = self.runtime()?;
-        let mut builder = client
-            .request(request.method, request.url)
-            .timeout(request.timeout);
+        let mut builder = client.request(request.method, request.url).timeout(request.timeout);
         if !request.query.is_empty() {
             builder = builder.query(&request.query);
         }
@@ -165,12 +152,7 @@ impl Http {
             let url = response.url().to_string();
             let headers = response.headers().clone();
             let body = response.bytes().await?.to_vec();
-            Ok::<_, reqwest::Error>(Response {
-                status_code,
-                url,
-                headers,
-                body,
-            })
+            Ok::<_, reqwest::Error>(Response { status_code, url, headers, body })
         };
         runtime.block_on(async {
             tokio::select! {
@@ -186,29 +168,21 @@ impl Http {
         }
         // reqwest takes the process-wide provider; an error means one is installed already.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder =
-            reqwest::Client::builder().tls_danger_accept_invalid_certs(tls.insecure_skip_verify);
+        let mut builder = reqwest::Client::builder().tls_danger_accept_invalid_certs(tls.insecure_skip_verify);
         for pem in &tls.ca_pem {
             let certificates = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| Failure::invalid(format!("http_client: opts.tls.ca: {e}")))?;
             if certificates.is_empty() {
-                return Err(Failure::invalid(
-                    "http_client: opts.tls.ca: no PEM certificate found",
-                ));
+                return Err(Failure::invalid("http_client: opts.tls.ca: no PEM certificate found"));
             }
             for certificate in certificates {
                 builder = builder.add_root_certificate(certificate);
             }
         }
-        let client = builder.build().map_err(|e| {
-            Failure::internal(format!(
-                "http_client: cannot build the client: {}",
-                chain(&e)
-            ))
-        })?;
-        self.clients
-            .borrow_mut()
-            .insert(tls.clone(), client.clone());
+        let client = builder
+            .build()
+            .map_err(|e| Failure::internal(format!("http_client: cannot build the client: {}", chain(&e))))?;
+        self.clients.borrow_mut().insert(tls.clone(), client.clone());
         Ok(client)
     }
 
@@ -219,9 +193,7 @@ impl Http {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| {
-                Failure::internal(format!("http_client: cannot start its runtime: {e}"))
-            })?;
+            .map_err(|e| Failure::internal(format!("http_client: cannot start its runtime: {e}")))?;
         Ok(self.runtime.get_or_init(|| runtime))
     }
 }
@@ -241,11 +213,7 @@ fn canceled(label: &str) -> Failure {
 }
 
 fn network_failure(label: &str, error: &reqwest::Error) -> Failure {
-    let mut reason = if error.is_timeout() {
-        "timed out".to_owned()
-    } else {
-        chain(error)
-    };
+    let mut reason = if error.is_timeout() { "timed out".to_owned() } else { chain(error) };
     if let Some(url) = error.url() {
         // The label names the URL already.
         reason = reason.replace(&format!(" for url ({url})"), "");
@@ -282,19 +250,12 @@ fn parse_method(value: &Value) -> Result<Method, Failure> {
 impl Request {
     fn parse(method: Method, url: &Value, opts: &Value) -> Result<Request, Failure> {
         let Value::String(url) = url else {
-            return Err(Failure::invalid(format!(
-                "http_client: url must be a string, got {}",
-                url.type_name()
-            )));
+            return Err(Failure::invalid(format!("http_client: url must be a string, got {}", url.type_name())));
         };
         let url = url.to_string_lossy();
-        let url = Url::parse(&url)
-            .map_err(|e| Failure::invalid(format!("http_client: invalid url {url:?}: {e}")))?;
+        let url = Url::parse(&url).map_err(|e| Failure::invalid(format!("http_client: invalid url {url:?}: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(Failure::invalid(format!(
-                "http_client: unsupported url scheme {:?}",
-                url.scheme()
-            )));
+            return Err(Failure::invalid(format!("http_client: unsupported url scheme {:?}", url.scheme())));
         }
         let mut request = Request {
             method,
@@ -311,15 +272,11 @@ impl Request {
             Value::Nil => return Ok(request),
             Value::Table(opts) => opts,
             other => {
-                return Err(Failure::invalid(format!(
-                    "http_client: opts must be a table, got {}",
-                    other.type_name()
-                )));
+                return Err(Failure::invalid(format!("http_client: opts must be a table, got {}", other.type_name())));
             }
         };
         for pair in opts.pairs::<Value, Value>() {
-            let (key, value) =
-                pair.map_err(|e| Failure::invalid(format!("http_client: opts: {e}")))?;
+            let (key, value) = pair.map_err(|e| Failure::invalid(format!("http_client: opts: {e}")))?;
             let key = match &key {
                 Value::String(s) => s.to_string_lossy(),
                 other => {
@@ -332,9 +289,7 @@ impl Request {
             request.set(&key, &value)?;
         }
         if request.body.is_some() && request.form.is_some() {
-            return Err(Failure::invalid(
-                "http_client: opts.body and opts.form cannot both be given",
-            ));
+            return Err(Failure::invalid("http_client: opts.body and opts.form cannot both be given"));
         }
         Ok(request)
     }
@@ -344,16 +299,11 @@ impl Request {
         match key {
             "headers" => {
                 for (name, values) in string_map(&path, value)? {
-                    let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-                        Failure::invalid(format!(
-                            "http_client: {path}: invalid header name {name:?}"
-                        ))
-                    })?;
+                    let header = HeaderName::from_bytes(name.as_bytes())
+                        .map_err(|_| Failure::invalid(format!("http_client: {path}: invalid header name {name:?}")))?;
                     for v in values {
                         let v = HeaderValue::from_str(&v).map_err(|_| {
-                            Failure::invalid(format!(
-                                "http_client: {path}.{name}: invalid header value"
-                            ))
+                            Failure::invalid(format!("http_client: {path}.{name}: invalid header value"))
                         })?;
                         self.headers.append(header.clone(), v);
                     }
@@ -381,9 +331,7 @@ impl Request {
             "timeout" => self.timeout = timeout(&path, value)?,
             "tls" => self.tls = tls(&path, value)?,
             other => {
-                return Err(Failure::invalid(format!(
-                    "http_client: option {other:?} is not supported"
-                )));
+                return Err(Failure::invalid(format!("http_client: option {other:?} is not supported")));
             }
         }
         Ok(())
@@ -393,10 +341,7 @@ impl Request {
 fn table(path: &str, value: &Value) -> Result<Table, Failure> {
     match value {
         Value::Table(t) => Ok(t.clone()),
-        other => Err(Failure::invalid(format!(
-            "http_client: {path} must be a table, got {}",
-            other.type_name()
-        ))),
+        other => Err(Failure::invalid(format!("http_client: {path} must be a table, got {}", other.type_name()))),
     }
 }
 
@@ -415,24 +360,18 @@ fn scalar(value: &Value) -> Option<String> {
 fn string_map(path: &str, value: &Value) -> Result<Vec<(String, Vec<String>)>, Failure> {
     let mut entries = Vec::new();
     for pair in table(path, value)?.pairs::<Value, Value>() {
-        let (key, value) =
-            pair.map_err(|e| Failure::invalid(format!("http_client: {path}: {e}")))?;
+        let (key, value) = pair.map_err(|e| Failure::invalid(format!("http_client: {path}: {e}")))?;
         let Some(key) = scalar(&key) else {
-            return Err(Failure::invalid(format!(
-                "http_client: {path} keys must be strings"
-            )));
+            return Err(Failure::invalid(format!("http_client: {path} keys must be strings")));
         };
         let values = match &value {
-            Value::Table(list) => list
-                .sequence_values::<Value>()
-                .map(|v| v.ok().as_ref().and_then(scalar))
-                .collect::<Option<Vec<_>>>(),
+            Value::Table(list) => {
+                list.sequence_values::<Value>().map(|v| v.ok().as_ref().and_then(scalar)).collect::<Option<Vec<_>>>()
+            }
             other => scalar(other).map(|v| vec![v]),
         };
         let values = values.ok_or_else(|| {
-            Failure::invalid(format!(
-                "http_client: {path}.{key} must be a string, a number or a list of them"
-            ))
+            Failure::invalid(format!("http_client: {path}.{key} must be a string, a number or a list of them"))
         })?;
         entries.push((key, values));
     }
@@ -441,19 +380,16 @@ fn string_map(path: &str, value: &Value) -> Result<Vec<(String, Vec<String>)>, F
 }
 
 fn flatten(map: Vec<(String, Vec<String>)>) -> Vec<(String, String)> {
-    map.into_iter()
-        .flat_map(|(k, vs)| vs.into_iter().map(move |v| (k.clone(), v)))
-        .collect()
+    map.into_iter().flat_map(|(k, vs)| vs.into_iter().map(move |v| (k.clone(), v))).collect()
 }
 
 fn string_field(table: &Table, path: &str, key: &str) -> Result<Option<String>, Failure> {
     match table.raw_get::<Value>(key).unwrap_or(Value::Nil) {
         Value::Nil => Ok(None),
         Value::String(s) => Ok(Some(s.to_string_lossy())),
-        other => Err(Failure::invalid(format!(
-            "http_client: {path}.{key} must be a string, got {}",
-            other.type_name()
-        ))),
+        other => {
+            Err(Failure::invalid(format!("http_client: {path}.{key} must be a string, got {}", other.type_name())))
+        }
     }
 }
 
@@ -473,37 +409,28 @@ fn timeout(path: &str, value: &Value) -> Result<Duration, Failure> {
             )));
         }
     };
-    duration
-        .filter(|d| !d.is_zero())
-        .ok_or_else(|| Failure::invalid(format!("http_client: {path} must be positive")))
+    duration.filter(|d| !d.is_zero()).ok_or_else(|| Failure::invalid(format!("http_client: {path} must be positive")))
 }
 
 fn tls(path: &str, value: &Value) -> Result<Tls, Failure> {
     let table = table(path, value)?;
     let mut tls = Tls::default();
     for pair in table.pairs::<String, Value>() {
-        let (key, value) =
-            pair.map_err(|e| Failure::invalid(format!("http_client: {path}: {e}")))?;
+        let (key, value) = pair.map_err(|e| Failure::invalid(format!("http_client: {path}: {e}")))?;
         match (key.as_str(), &value) {
             ("insecure_skip_verify", Value::Boolean(b)) => tls.insecure_skip_verify = *b,
             ("ca", Value::String(pem)) => tls.ca_pem.push(pem.as_bytes().to_vec()),
             ("ca_file", Value::String(file)) => {
                 let file = file.to_string_lossy();
-                let pem = std::fs::read(&file).map_err(|e| {
-                    Failure::invalid(format!("http_client: {path}.ca_file {file:?}: {e}"))
-                })?;
+                let pem = std::fs::read(&file)
+                    .map_err(|e| Failure::invalid(format!("http_client: {path}.ca_file {file:?}: {e}")))?;
                 tls.ca_pem.push(pem);
             }
             ("insecure_skip_verify" | "ca" | "ca_file", other) => {
-                return Err(Failure::invalid(format!(
-                    "http_client: {path}.{key}: wrong type {}",
-                    other.type_name()
-                )));
+                return Err(Failure::invalid(format!("http_client: {path}.{key}: wrong type {}", other.type_name())));
             }
             (other, _) => {
-                return Err(Failure::invalid(format!(
-                    "http_client: {path}.{other} is not supported"
-                )));
+                return Err(Failure::invalid(format!("http_client: {path}.{other} is not supported")));
             }
         }
     }
@@ -540,11 +467,7 @@ fn canonical(name: &str) -> String {
     let mut upper = true;
     name.chars()
         .map(|c| {
-            let out = if upper {
-                c.to_ascii_uppercase()
-            } else {
-                c.to_ascii_lowercase()
-            };
+            let out = if upper { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() };
             upper = c == '-';
             out
         })
@@ -685,18 +608,10 @@ mod tests {
             assert(err == nil and r.body == "PUT /raw HTTP/1.1", tostring(err))"#,
         );
         let form = server.requests.recv().unwrap();
-        assert!(
-            form.to_ascii_lowercase()
-                .contains("content-type: application/x-www-form-urlencoded"),
-            "{form}"
-        );
+        assert!(form.to_ascii_lowercase().contains("content-type: application/x-www-form-urlencoded"), "{form}");
         assert!(form.ends_with("\r\n\r\nn=1&name=a+b"), "{form}");
         let raw = server.requests.recv().unwrap();
-        assert!(
-            raw.to_ascii_lowercase()
-                .contains("content-type: text/plain"),
-            "{raw}"
-        );
+        assert!(raw.to_ascii_lowercase().contains("content-type: text/plain"), "{raw}");
         assert!(raw.ends_with("\r\n\r\nraw\0data"), "{raw}");
     }
 
@@ -717,11 +632,7 @@ mod tests {
 
     #[test]
     fn connection_refused_is_internal_and_retryable() {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let lua = lua_with(&format!("http://127.0.0.1:{port}"));
         check(
             &lua,
@@ -744,11 +655,7 @@ mod tests {
                 assert(err:message() == "http_client: GET " .. base .. "/slow: timed out", err:message())
             end"#,
         );
-        assert!(
-            started.elapsed() < Duration::from_millis(1000),
-            "{:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_millis(1000), "{:?}", started.elapsed());
     }
 
     #[test]
@@ -806,11 +713,7 @@ mod tests {
         });
         let started = Instant::now();
         check(&lua, canceled);
-        assert!(
-            started.elapsed() < Duration::from_millis(500),
-            "{:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
         setter.join().unwrap();
     }
 
@@ -834,11 +737,6 @@ mod tests {
         }]))
         .unwrap();
         let result = vm.call("app:fetch", &[Data::Json(serde_json::json!(server.url))], None);
-        assert_eq!(
-            result,
-            Ok(Data::Json(
-                serde_json::json!({"status": 200, "body": "GET /ping HTTP/1.1"})
-            ))
-        );
+        assert_eq!(result, Ok(Data::Json(serde_json::json!({"status": 200, "body": "GET /ping HTTP/1.1"}))));
     }
 }

@@ -24,18 +24,12 @@ pub fn register(lua: &Lua) -> mlua::Result<Table> {
 
 fn decode(lua: &Lua, text: Value) -> mlua::Result<(Value, Value)> {
     let Value::String(text) = text else {
-        let failure = Failure::invalid(format!(
-            "json.decode: expected a string, got {}",
-            text.type_name()
-        ));
+        let failure = Failure::invalid(format!("json.decode: expected a string, got {}", text.type_name()));
         return failure::returned(lua, Err::<Value, _>(failure));
     };
     match serde_json::from_slice::<serde_json::Value>(&text.as_bytes()) {
         Ok(json) => Ok((convert::json_to_lua(lua, &json)?, Value::Nil)),
-        Err(e) => failure::returned(
-            lua,
-            Err::<Value, _>(Failure::internal(format!("json.decode: {e}"))),
-        ),
+        Err(e) => failure::returned(lua, Err::<Value, _>(Failure::internal(format!("json.decode: {e}")))),
     }
 }
 
@@ -53,12 +47,8 @@ mod tests {
 
     #[test]
     fn encode() {
-        check(
-            r#"return json.encode({b = 1, a = {1, 2.5, "x"}, e = {}}) == '{"a":[1,2.5,"x"],"b":1,"e":[]}'"#,
-        );
-        check(
-            r#"return json.encode(nil) == "null" and json.encode(1.0) == "1.0" and json.encode(0/0) == "null""#,
-        );
+        check(r#"return json.encode({b = 1, a = {1, 2.5, "x"}, e = {}}) == '{"a":[1,2.5,"x"],"b":1,"e":[]}'"#);
+        check(r#"return json.encode(nil) == "null" and json.encode(1.0) == "1.0" and json.encode(0/0) == "null""#);
         check(
             r#"local s, err = json.encode({a = {print}})
             return s == nil and err:kind() == "Internal"

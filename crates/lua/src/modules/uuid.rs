@@ -16,18 +16,9 @@ const GREGORIAN_OFFSET_TICKS: i128 = 0x01B2_1DD2_1381_4000;
 
 pub fn register(lua: &Lua) -> mlua::Result<Table> {
     let module = lua.create_table()?;
-    module.set(
-        "v1",
-        lua.create_function(|lua, ()| failure::returned(lua, Ok::<_, Failure>(v1(lua))))?,
-    )?;
-    module.set(
-        "v4",
-        lua.create_function(|lua, ()| failure::returned(lua, Ok::<_, Failure>(v4(lua))))?,
-    )?;
-    module.set(
-        "v7",
-        lua.create_function(|lua, ()| failure::returned(lua, Ok::<_, Failure>(v7(lua))))?,
-    )?;
+    module.set("v1", lua.create_function(|lua, ()| failure::returned(lua, Ok::<_, Failure>(v1(lua))))?)?;
+    module.set("v4", lua.create_function(|lua, ()| failure::returned(lua, Ok::<_, Failure>(v4(lua))))?)?;
+    module.set("v7", lua.create_function(|lua, ()| failure::returned(lua, Ok::<_, Failure>(v7(lua))))?)?;
     module.set(
         "v3",
         lua.create_function(|lua, (ns, name): (Value, Value)| {
@@ -40,36 +31,24 @@ pub fn register(lua: &Lua) -> mlua::Result<Table> {
             failure::returned(lua, named("uuid.v5", &ns, &name, Uuid::new_v5))
         })?,
     )?;
-    module.set(
-        "validate",
-        lua.create_function(|_, value: Value| Ok(parse_arg("", &value).is_ok()))?,
-    )?;
+    module.set("validate", lua.create_function(|_, value: Value| Ok(parse_arg("", &value).is_ok()))?)?;
     module.set(
         "version",
         lua.create_function(|lua, value: Value| {
-            failure::returned(
-                lua,
-                parse_arg("uuid.version", &value).map(|u| u.get_version_num()),
-            )
+            failure::returned(lua, parse_arg("uuid.version", &value).map(|u| u.get_version_num()))
         })?,
     )?;
     module.set(
         "variant",
         lua.create_function(|lua, value: Value| {
-            failure::returned(
-                lua,
-                parse_arg("uuid.variant", &value).map(|u| variant_name(&u)),
-            )
+            failure::returned(lua, parse_arg("uuid.variant", &value).map(|u| variant_name(&u)))
         })?,
     )?;
     module.set("parse", lua.create_function(parse)?)?;
     module.set(
         "format",
         lua.create_function(|lua, (value, style): (Value, Option<String>)| {
-            failure::returned(
-                lua,
-                parse_arg("uuid.format", &value).and_then(|u| format(&u, style.as_deref())),
-            )
+            failure::returned(lua, parse_arg("uuid.format", &value).and_then(|u| format(&u, style.as_deref())))
         })?,
     )?;
     Ok(module)
@@ -79,10 +58,7 @@ pub fn register(lua: &Lua) -> mlua::Result<Table> {
 pub fn v4(lua: &Lua) -> String {
     let mut bytes = [0u8; 16];
     entropy::fill_bytes(lua, &mut bytes);
-    Builder::from_random_bytes(bytes)
-        .into_uuid()
-        .hyphenated()
-        .to_string()
+    Builder::from_random_bytes(bytes).into_uuid().hyphenated().to_string()
 }
 
 fn v1(lua: &Lua) -> String {
@@ -91,49 +67,27 @@ fn v1(lua: &Lua) -> String {
     entropy::fill_bytes(lua, &mut random);
     let counter = u16::from_be_bytes([random[0], random[1]]) & 0x3fff;
     // A random node id has the multicast bit set (RFC 9562 §6.10), so it never collides with a MAC.
-    let node = [
-        random[2] | 0x01,
-        random[3],
-        random[4],
-        random[5],
-        random[6],
-        random[7],
-    ];
+    let node = [random[2] | 0x01, random[3], random[4], random[5], random[6], random[7]];
     let ticks = u64::try_from(ticks).unwrap_or(u64::MAX);
-    Builder::from_gregorian_timestamp(ticks, counter, &node)
-        .into_uuid()
-        .hyphenated()
-        .to_string()
+    Builder::from_gregorian_timestamp(ticks, counter, &node).into_uuid().hyphenated().to_string()
 }
 
 fn v7(lua: &Lua) -> String {
     let millis = u64::try_from(clock::now_unix_nanos(lua).max(0) / 1_000_000).unwrap_or(u64::MAX);
     let mut random = [0u8; 10];
     entropy::fill_bytes(lua, &mut random);
-    Builder::from_unix_timestamp_millis(millis, &random)
-        .into_uuid()
-        .hyphenated()
-        .to_string()
+    Builder::from_unix_timestamp_millis(millis, &random).into_uuid().hyphenated().to_string()
 }
 
 fn parse_arg(name: &str, value: &Value) -> Result<Uuid, Failure> {
     let Value::String(text) = value else {
-        return Err(Failure::invalid(format!(
-            "{name}: expected a uuid string, got {}",
-            value.type_name()
-        )));
+        return Err(Failure::invalid(format!("{name}: expected a uuid string, got {}", value.type_name())));
     };
     let text = text.to_string_lossy();
-    Uuid::parse_str(text.trim())
-        .map_err(|e| Failure::invalid(format!("{name}: invalid uuid {text:?}: {e}")))
+    Uuid::parse_str(text.trim()).map_err(|e| Failure::invalid(format!("{name}: invalid uuid {text:?}: {e}")))
 }
 
-fn named(
-    name: &str,
-    ns: &Value,
-    label: &Value,
-    make: fn(&Uuid, &[u8]) -> Uuid,
-) -> Result<String, Failure> {
+fn named(name: &str, ns: &Value, label: &Value, make: fn(&Uuid, &[u8]) -> Uuid) -> Result<String, Failure> {
     let namespace = match ns {
         Value::String(s) => match s.to_string_lossy().to_ascii_lowercase().as_str() {
             "dns" => Uuid::NAMESPACE_DNS,
@@ -145,10 +99,7 @@ fn named(
         _ => parse_arg(name, ns)?,
     };
     let Value::String(label) = label else {
-        return Err(Failure::invalid(format!(
-            "{name}: expected a name string, got {}",
-            label.type_name()
-        )));
+        return Err(Failure::invalid(format!("{name}: expected a name string, got {}", label.type_name())));
     };
     Ok(make(&namespace, &label.as_bytes()).hyphenated().to_string())
 }
@@ -256,10 +207,7 @@ mod tests {
             and uuid.v3("6ba7b810-9dad-11d1-80b4-00c04fd430c8", "example.com")
                 == "9073926b-929f-31c2-abc9-fad77ae3e8eb""#,
         );
-        check(
-            &lua,
-            r#"local v, err = uuid.v5("nope", "x") return v == nil and err:kind() == "Invalid""#,
-        );
+        check(&lua, r#"local v, err = uuid.v5("nope", "x") return v == nil and err:kind() == "Invalid""#);
     }
 
     #[test]

@@ -146,7 +146,8 @@ pub(crate) fn reschedule_local_activity(
     let Some(mut schedule) = template.filter(|_| !cancelled) else {
         let seq = future.borrow().seq;
         run.activities.insert(seq, future);
-        let canceled = Failure::new(crate::failure::Kind::CANCELED, "local activity canceled").with_retryable(Some(false));
+        let canceled =
+            Failure::new(crate::failure::Kind::CANCELED, "local activity canceled").with_retryable(Some(false));
         return resolve_activity(lua, run, seq, Err(canceled));
     };
     let seq = run.next_activity();
@@ -199,13 +200,14 @@ fn option_key(key: &str) -> Option<&str> {
 
 fn json_duration_ms(key: &str, value: &serde_json::Value) -> Result<Duration, Failure> {
     let nanos = match value {
-        serde_json::Value::Number(n) => n
-            .as_f64()
-            .filter(|ms| *ms >= 0.0)
-            .map(|ms| (ms * 1e6) as i64)
-            .ok_or_else(|| Failure::invalid(format!("option `{key}`: expected a non-negative number of milliseconds")))?,
-        serde_json::Value::String(s) => tempest_duration::parse_nanos(s)
-            .map_err(|e| Failure::invalid(format!("option `{key}`: {e}")))?,
+        serde_json::Value::Number(n) => {
+            n.as_f64().filter(|ms| *ms >= 0.0).map(|ms| (ms * 1e6) as i64).ok_or_else(|| {
+                Failure::invalid(format!("option `{key}`: expected a non-negative number of milliseconds"))
+            })?
+        }
+        serde_json::Value::String(s) => {
+            tempest_duration::parse_nanos(s).map_err(|e| Failure::invalid(format!("option `{key}`: {e}")))?
+        }
         other => return Err(Failure::invalid(format!("option `{key}`: expected a duration, got {other}"))),
     };
     if nanos < 0 {
@@ -300,8 +302,7 @@ fn options_table(options: Option<Table>) -> Result<BTreeMap<String, serde_json::
     let mut out = BTreeMap::new();
     for pair in table.pairs::<String, Value>() {
         let (key, value) = pair.map_err(|e| Failure::invalid(format!("options: {e}")))?;
-        let json = crate::convert::to_json(&value)
-            .map_err(|e| Failure::invalid(format!("option `{key}`: {e}")))?;
+        let json = crate::convert::to_json(&value).map_err(|e| Failure::invalid(format!("option `{key}`: {e}")))?;
         out.insert(key, json);
     }
     Ok(out)
@@ -321,7 +322,9 @@ fn start_activity(
     let fail = |failure: Failure| -> mlua::Result<(Value, Value)> { Ok((Value::Nil, failure.push(lua)?)) };
     let id = match id {
         Value::String(s) if !s.as_bytes().is_empty() => s.to_string_lossy(),
-        other => return fail(Failure::invalid(format!("funcs.call: expected a function ID, got {}", other.type_name()))),
+        other => {
+            return fail(Failure::invalid(format!("funcs.call: expected a function ID, got {}", other.type_name())));
+        }
     };
     let run = active_run(lua)?;
     let mut run = run.borrow_mut();
@@ -405,9 +408,11 @@ pub(crate) fn register_primitives(lua: &Lua, primitives: &Table) -> mlua::Result
     for (name, direct) in [("activity", false), ("activity_call", true)] {
         primitives.raw_set(
             name,
-            lua.create_function(move |lua, (options, context, id, args): (Option<Table>, Option<Table>, Value, MultiValue)| {
-                start_activity(lua, options, context, id, args, direct)
-            })?,
+            lua.create_function(
+                move |lua, (options, context, id, args): (Option<Table>, Option<Table>, Value, MultiValue)| {
+                    start_activity(lua, options, context, id, args, direct)
+                },
+            )?,
         )?;
     }
     primitives.raw_set(
@@ -433,10 +438,7 @@ pub(crate) fn register_primitives(lua: &Lua, primitives: &Table) -> mlua::Result
             future_values(lua, &state)
         })?,
     )?;
-    primitives.raw_set(
-        "invalid",
-        lua.create_function(|lua, message: String| Failure::invalid(message).push(lua))?,
-    )?;
+    primitives.raw_set("invalid", lua.create_function(|lua, message: String| Failure::invalid(message).push(lua))?)?;
     Ok(())
 }
 
@@ -517,7 +519,9 @@ pub(crate) fn process_module(lua: &Lua) -> mlua::Result<Table> {
         let message = format!("process.{name} is not supported in workflows yet");
         module.raw_set(
             name,
-            lua.create_function(move |lua, _: MultiValue| Ok((Value::Nil, Failure::invalid(message.clone()).push(lua)?)))?,
+            lua.create_function(move |lua, _: MultiValue| {
+                Ok((Value::Nil, Failure::invalid(message.clone()).push(lua)?))
+            })?,
         )?;
     }
     Ok(module)
@@ -572,19 +576,16 @@ pub(crate) fn workflow_module(lua: &Lua) -> mlua::Result<Table> {
             Ok(t)
         })?,
     )?;
-    module.raw_set(
-        "history_length",
-        lua.create_function(|lua, ()| Ok(active_run(lua)?.borrow().history_length))?,
-    )?;
-    module.raw_set(
-        "history_size",
-        lua.create_function(|lua, ()| Ok(active_run(lua)?.borrow().history_size))?,
-    )?;
+    module.raw_set("history_length", lua.create_function(|lua, ()| Ok(active_run(lua)?.borrow().history_length))?)?;
+    module.raw_set("history_size", lua.create_function(|lua, ()| Ok(active_run(lua)?.borrow().history_size))?)?;
     module.raw_set(
         "on_query",
         lua.create_function(|lua, (name, handler): (String, mlua::Function)| {
             if name.is_empty() || name.starts_with("__") || name == "pid" || name == "state" {
-                return Ok((Value::Nil, Failure::invalid(format!("query name `{name}` is reserved or empty")).push(lua)?));
+                return Ok((
+                    Value::Nil,
+                    Failure::invalid(format!("query name `{name}` is reserved or empty")).push(lua)?,
+                ));
             }
             active_run(lua)?.borrow_mut().query_handlers.insert(name, handler);
             Ok((Value::Boolean(true), Value::Nil))
@@ -594,7 +595,9 @@ pub(crate) fn workflow_module(lua: &Lua) -> mlua::Result<Table> {
         let message = format!("workflow.{name} is not supported yet");
         module.raw_set(
             name,
-            lua.create_function(move |lua, _: MultiValue| Ok((Value::Nil, Failure::invalid(message.clone()).push(lua)?)))?,
+            lua.create_function(move |lua, _: MultiValue| {
+                Ok((Value::Nil, Failure::invalid(message.clone()).push(lua)?))
+            })?,
         )?;
     }
     Ok(module)

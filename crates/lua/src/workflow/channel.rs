@@ -176,10 +176,8 @@ pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<()> {
             Ok(())
         })?,
     )?;
-    primitives.raw_set(
-        "chan_len",
-        lua.create_function(|_, ud: AnyUserData| Ok(channel_of(&ud)?.0.borrow().buffer.len()))?,
-    )?;
+    primitives
+        .raw_set("chan_len", lua.create_function(|_, ud: AnyUserData| Ok(channel_of(&ud)?.0.borrow().buffer.len()))?)?;
     // try_select(cases, has_default) -> index, value, ok | nil (parked) | 0 (default)
     primitives.raw_set(
         "chan_try_select",

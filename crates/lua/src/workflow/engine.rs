@@ -7,10 +7,15 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use mlua::{UserDataFields, Function, HookTriggers, LightUserData, Lua, MultiValue, Table, ThreadStatus, Value, VmState};
+use mlua::{
+    Function, HookTriggers, LightUserData, Lua, MultiValue, Table, ThreadStatus, UserDataFields, Value, VmState,
+};
 
 use super::run::{ActiveRun, RunCore, active_run};
-use super::{ActivityOutcome, ActivityTarget, Activation, Command, Completion, Job, TaskFailure, WorkflowCode, api, channel, time_api};
+use super::{
+    Activation, ActivityOutcome, ActivityTarget, Command, Completion, Job, TaskFailure, WorkflowCode, api, channel,
+    time_api,
+};
 use crate::convert::{from_data, to_data};
 use crate::entropy::Entropy;
 use crate::failure::Failure;
@@ -130,7 +135,8 @@ impl WorkflowEngine {
         lua.set_app_data::<Box<dyn crate::clock::WallClock>>(Box::new(RunClock(active.clone())));
         let mut definitions = HashMap::new();
         for code in config.workflows {
-            let compile_error = |e: mlua::Error| EngineError::Compile { chunk: code.chunk_name.clone(), message: e.to_string() };
+            let compile_error =
+                |e: mlua::Error| EngineError::Compile { chunk: code.chunk_name.clone(), message: e.to_string() };
             // Compiled as written first, so syntax errors read exactly as the user's file.
             lua.load(&code.source).set_name(format!("@{}", code.chunk_name)).into_function().map_err(compile_error)?;
             let instantiate = lua
@@ -421,7 +427,9 @@ impl Issued {
         match command {
             Command::StartTimer { seq, duration } => Issued::StartTimer { seq: *seq, duration: *duration },
             Command::CancelTimer { seq } => Issued::CancelTimer { seq: *seq },
-            Command::ScheduleActivity(s) => Issued::ScheduleActivity { seq: s.seq, activity_type: s.activity_type.clone() },
+            Command::ScheduleActivity(s) => {
+                Issued::ScheduleActivity { seq: s.seq, activity_type: s.activity_type.clone() }
+            }
             Command::RequestCancelActivity { seq, .. } => Issued::RequestCancelActivity { seq: *seq },
             Command::CompleteWorkflow(_) => Issued::CompleteWorkflow,
             Command::FailWorkflow(_) => Issued::FailWorkflow,
@@ -486,7 +494,8 @@ fn returned_outcome(values: &MultiValue) -> Result<crate::convert::Data, Failure
         return Err(failure);
     }
     let result = values.front().cloned().unwrap_or(Value::Nil);
-    to_data(&result).map_err(|e| Failure::invalid(format!("cannot encode the workflow result: {}", e.with_root("result"))))
+    to_data(&result)
+        .map_err(|e| Failure::invalid(format!("cannot encode the workflow result: {}", e.with_root("result"))))
 }
 
 fn finish(_lua: &Lua, core: &Rc<RefCell<RunCore>>, outcome: Result<crate::convert::Data, Failure>) {
@@ -576,10 +585,7 @@ fn install_api(lua: &Lua) -> mlua::Result<(Function, Table)> {
     // Threads created through mlua carry the deadlock hook (a global hook).
     let hooked_create = lua.create_function(|lua, f: Function| lua.create_thread(f))?;
     primitives.raw_set("coroutine_create", hooked_create.clone())?;
-    let prelude: Table = lua
-        .load(include_str!("prelude.lua"))
-        .set_name("=tempest:prelude")
-        .call(primitives.clone())?;
+    let prelude: Table = lua.load(include_str!("prelude.lua")).set_name("=tempest:prelude").call(primitives.clone())?;
 
     let channel_methods: Table = prelude.get("channel_methods")?;
     lua.register_userdata_type::<channel::Channel>(|registry| {

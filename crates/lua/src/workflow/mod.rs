@@ -117,7 +117,11 @@ pub enum ActivityOutcome {
     Cancelled(Failure),
     /// A local activity failed and will be retried: wait `backoff` (a durable timer), then
     /// schedule it again as `attempt`.
-    Backoff { attempt: u32, backoff: Duration, original_schedule_time: Option<SystemTime> },
+    Backoff {
+        attempt: u32,
+        backoff: Duration,
+        original_schedule_time: Option<SystemTime>,
+    },
 }
 
 /// Options of one activity call, validated.
@@ -161,14 +165,25 @@ pub struct ScheduleActivity {
 /// A command for the server, in the order the Lua code issued it.
 #[derive(Debug)]
 pub enum Command {
-    StartTimer { seq: u32, duration: Duration },
-    CancelTimer { seq: u32 },
+    StartTimer {
+        seq: u32,
+        duration: Duration,
+    },
+    CancelTimer {
+        seq: u32,
+    },
     ScheduleActivity(Box<ScheduleActivity>),
-    RequestCancelActivity { seq: u32, local: bool },
+    RequestCancelActivity {
+        seq: u32,
+        local: bool,
+    },
     CompleteWorkflow(Data),
     FailWorkflow(Failure),
     /// The answer to a query; a failure fails the query, not the workflow.
-    RespondToQuery { query_id: String, result: Result<Data, Failure> },
+    RespondToQuery {
+        query_id: String,
+        result: Result<Data, Failure>,
+    },
 }
 
 /// Why an activation could not produce commands; the workflow task fails and is retried.

@@ -56,7 +56,8 @@ fn collect_traces(core: &Rc<RefCell<RunCore>>) {
 }
 
 fn stack_trace(run: &RunCore) -> String {
-    let mut ids: Vec<_> = run.park_traces.keys().copied().filter(|id| matches!(run.tasks.get(*id), Some(Some(_)))).collect();
+    let mut ids: Vec<_> =
+        run.park_traces.keys().copied().filter(|id| matches!(run.tasks.get(*id), Some(Some(_)))).collect();
     ids.sort_unstable();
     if ids.is_empty() {
         return "no coroutine is blocked".into();
@@ -101,7 +102,9 @@ fn call_handler(lua: &Lua, core: &Rc<RefCell<RunCore>>, name: &str, args: &[Data
         run.next_activity_seq = activity_seq;
         run.next_timer_seq = timer_seq;
         if issued {
-            return Err(Failure::invalid(format!("query `{name}` tried to change the workflow (queries are read-only)")));
+            return Err(Failure::invalid(format!(
+                "query `{name}` tried to change the workflow (queries are read-only)"
+            )));
         }
         if run.deadlocked {
             run.deadlocked = false;
@@ -110,11 +113,14 @@ fn call_handler(lua: &Lua, core: &Rc<RefCell<RunCore>>, name: &str, args: &[Data
     }
     let values = result.map_err(lua_error)?;
     if thread.status() == ThreadStatus::Resumable {
-        return Err(Failure::invalid(format!("query `{name}` blocked (queries cannot wait on channels, timers or activities)")));
+        return Err(Failure::invalid(format!(
+            "query `{name}` blocked (queries cannot wait on channels, timers or activities)"
+        )));
     }
     if let Some(failure) = values.get(1).and_then(Failure::from_return) {
         return Err(failure);
     }
     let value = values.front().cloned().unwrap_or(mlua::Value::Nil);
-    to_data(&value).map_err(|e| Failure::invalid(format!("query `{name}`: cannot encode the answer: {}", e.with_root("result"))))
+    to_data(&value)
+        .map_err(|e| Failure::invalid(format!("query `{name}`: cannot encode the answer: {}", e.with_root("result"))))
 }

@@ -316,7 +316,12 @@ impl RunCore {
     }
 
     /// Routes a signal to its listener, the inbox, or holds it until one appears.
-    pub(crate) fn deliver_signal(&mut self, lua: &Lua, name: String, args: Vec<crate::convert::Data>) -> mlua::Result<()> {
+    pub(crate) fn deliver_signal(
+        &mut self,
+        lua: &Lua,
+        name: String,
+        args: Vec<crate::convert::Data>,
+    ) -> mlua::Result<()> {
         if let Some((channel, as_message)) = self.signals.listeners.get(&name).cloned() {
             let value = if as_message {
                 super::api::message_value(lua, &name, args)?

@@ -44,7 +44,12 @@ fn activation(jobs: Vec<Job>) -> Activation {
 
 fn start(args: Vec<serde_json::Value>) -> Activation {
     activation(vec![Job::Initialize {
-        info: WorkflowInfo { workflow_id: "wf-1".into(), run_id: "run-1".into(), workflow_type: "test:wf".into(), ..Default::default() },
+        info: WorkflowInfo {
+            workflow_id: "wf-1".into(),
+            run_id: "run-1".into(),
+            workflow_type: "test:wf".into(),
+            ..Default::default()
+        },
         args: args.into_iter().map(Data::Json).collect(),
         randomness_seed: 7,
         context: None,
@@ -152,10 +157,9 @@ fn activity_failure_reaches_the_workflow() {
     );
     commands(e.activate(start(vec![])));
     let failure = Failure::new(crate::failure::Kind::new("NotFound"), "no such order").with_retryable(Some(false));
-    let cmds = commands(e.activate(activation(vec![Job::ResolveActivity {
-        seq: 1,
-        outcome: ActivityOutcome::Failed(failure),
-    }])));
+    let cmds = commands(
+        e.activate(activation(vec![Job::ResolveActivity { seq: 1, outcome: ActivityOutcome::Failed(failure) }])),
+    );
     assert_eq!(completed(&cmds), json!({"kind": "NotFound", "message": "no such order", "retryable": false}));
 }
 
@@ -292,11 +296,16 @@ fn require_is_gated() {
     let cmds = commands(e.activate(start(vec![])));
     match &cmds[..] {
         [Command::FailWorkflow(f)] => {
-            assert!(f.message.contains("module `time` is not in the `modules:` list of entry `test:wf`"), "{}", f.message)
+            assert!(
+                f.message.contains("module `time` is not in the `modules:` list of entry `test:wf`"),
+                "{}",
+                f.message
+            )
         }
         other => panic!("{other:?}"),
     }
-    let mut e = engine_with("local h = require('http_client') return { main = function() return 1 end }", &["http_client"]);
+    let mut e =
+        engine_with("local h = require('http_client') return { main = function() return 1 end }", &["http_client"]);
     let cmds = commands(e.activate(start(vec![])));
     assert!(matches!(&cmds[..], [Command::FailWorkflow(f)] if f.message.contains("not deterministic")));
 }
@@ -317,7 +326,8 @@ fn stopping_a_timer_cancels_it_and_select_sees_the_other_case() {
     );
     let cmds = commands(e.activate(start(vec![])));
     assert!(matches!(&cmds[..], [Command::StartTimer { seq: 1, .. }]));
-    let cmds = commands(e.activate(activation(vec![Job::Signal { name: "go".into(), args: vec![Data::Json(json!("x"))] }])));
+    let cmds =
+        commands(e.activate(activation(vec![Job::Signal { name: "go".into(), args: vec![Data::Json(json!("x"))] }])));
     assert!(matches!(&cmds[0], Command::CancelTimer { seq: 1 }));
     assert_eq!(completed(&cmds), json!("signal:x"));
 }
@@ -375,14 +385,17 @@ fn cancel_arrives_as_an_event() {
 
 #[test]
 fn raised_error_object_keeps_its_kind() {
-    let mut e = engine("return { main = function() error(errors.new{kind = errors.CONFLICT, message = 'dup', retryable = false}) end }");
+    let mut e = engine(
+        "return { main = function() error(errors.new{kind = errors.CONFLICT, message = 'dup', retryable = false}) end }",
+    );
     let cmds = commands(e.activate(start(vec![])));
     assert!(matches!(&cmds[..], [Command::FailWorkflow(f)] if f.kind.as_str() == "Conflict" && f.message == "dup"));
 }
 
 #[test]
 fn runaway_memory_fails_the_task_not_the_worker() {
-    let mut e = engine("return { main = function() local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(1000000) .. i end end }");
+    let mut e =
+        engine("return { main = function() local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(1000000) .. i end end }");
     match e.activate(start(vec![])) {
         Completion::Failed(TaskFailure::Other { message }) => assert!(message.contains("memory limit"), "{message}"),
         other => panic!("{other:?}"),
@@ -406,7 +419,8 @@ fn local_activity_backoff_reschedules_after_a_timer() {
             type_name: "test:wf".into(),
             entry_id: "test:wf".into(),
             chunk_name: "wf.lua".into(),
-            source: "local funcs = require('funcs') return { main = function() return funcs.call('quick', 1) end }".into(),
+            source: "local funcs = require('funcs') return { main = function() return funcs.call('quick', 1) end }"
+                .into(),
             method: "main".into(),
             modules: vec!["funcs".into()],
         }],
@@ -419,7 +433,11 @@ fn local_activity_backoff_reschedules_after_a_timer() {
     assert!(matches!(&cmds[..], [Command::ScheduleActivity(s)] if s.local && s.seq == 1 && s.attempt == 1));
     let cmds = commands(e.activate(activation(vec![Job::ResolveActivity {
         seq: 1,
-        outcome: ActivityOutcome::Backoff { attempt: 2, backoff: Duration::from_secs(3), original_schedule_time: Some(at(5)) },
+        outcome: ActivityOutcome::Backoff {
+            attempt: 2,
+            backoff: Duration::from_secs(3),
+            original_schedule_time: Some(at(5)),
+        },
     }])));
     assert!(matches!(&cmds[..], [Command::StartTimer { seq: 1, duration }] if *duration == Duration::from_secs(3)));
     let cmds = commands(e.activate(activation(vec![Job::FireTimer { seq: 1 }])));
@@ -465,7 +483,10 @@ fn queries_answer_without_changing_the_run() {
     commands(e.activate(activation(vec![Job::Signal { name: "tick".into(), args: vec![] }])));
     assert_eq!(query_answer(e.activate(query("count"))), Ok(Data::Json(json!(1))));
     let trace = query_answer(e.activate(query("__stack_trace")));
-    assert!(matches!(&trace, Ok(Data::Json(serde_json::Value::String(t))) if t.contains("main:") && t.contains("wf.lua:")), "{trace:?}");
+    assert!(
+        matches!(&trace, Ok(Data::Json(serde_json::Value::String(t))) if t.contains("main:") && t.contains("wf.lua:")),
+        "{trace:?}"
+    );
     assert_eq!(query_answer(e.activate(query("pid"))), Ok(Data::Json(json!("{app:client@app:worker|wf-1}"))));
     let sneaky = query_answer(e.activate(query("sneaky"))).unwrap_err();
     assert!(sneaky.message.contains("sneaky"), "{}", sneaky.message);
@@ -480,5 +501,8 @@ fn queries_answer_without_changing_the_run() {
 fn line_numbers_survive_the_per_run_closure() {
     let mut e = engine("-- a comment\nlocal x = 1\n\nreturn { main = function()\n  error('on line five')\nend }");
     let cmds = commands(e.activate(start(vec![])));
-    assert!(matches!(&cmds[..], [Command::FailWorkflow(f)] if f.message.contains("wf.lua:5: on line five")), "{cmds:?}");
+    assert!(
+        matches!(&cmds[..], [Command::FailWorkflow(f)] if f.message.contains("wf.lua:5: on line five")),
+        "{cmds:?}"
+    );
 }

@@ -23,10 +23,7 @@ fn parse_line(line: &str) -> Option<(String, String)> {
 }
 
 fn parse_value(raw: &str) -> String {
-    if let Some(inner) = raw
-        .strip_prefix('"')
-        .and_then(|r| r.rfind('"').map(|end| &r[..end]))
-    {
+    if let Some(inner) = raw.strip_prefix('"').and_then(|r| r.rfind('"').map(|end| &r[..end])) {
         let mut out = String::with_capacity(inner.len());
         let mut chars = inner.chars();
         while let Some(c) = chars.next() {
@@ -43,10 +40,7 @@ fn parse_value(raw: &str) -> String {
         }
         return out;
     }
-    if let Some(inner) = raw
-        .strip_prefix('\'')
-        .and_then(|r| r.rfind('\'').map(|end| &r[..end]))
-    {
+    if let Some(inner) = raw.strip_prefix('\'').and_then(|r| r.rfind('\'').map(|end| &r[..end])) {
         return inner.to_owned();
     }
     match raw.find(" #") {
@@ -57,18 +51,11 @@ fn parse_value(raw: &str) -> String {
 
 /// `KEY=VALUE` with the value quoted when it would not survive unquoted.
 pub(crate) fn format_line(key: &str, value: &str) -> String {
-    let plain = !value.is_empty()
-        && value
-            .chars()
-            .all(|c| !c.is_whitespace() && !matches!(c, '"' | '\'' | '#' | '\\'));
+    let plain = !value.is_empty() && value.chars().all(|c| !c.is_whitespace() && !matches!(c, '"' | '\'' | '#' | '\\'));
     if plain || value.is_empty() {
         return format!("{key}={value}");
     }
-    let escaped = value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-        .replace('\t', "\\t");
+    let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n").replace('\t', "\\t");
     format!("{key}=\"{escaped}\"")
 }
 

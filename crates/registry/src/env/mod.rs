@@ -98,21 +98,13 @@ impl Env {
 
     /// The value of `name` as seen from an entry in `namespace`.
     pub fn get(&self, name: &str, namespace: &str) -> Result<String, EnvError> {
-        let not_found = || EnvError::NotFound {
-            name: name.to_owned(),
-        };
+        let not_found = || EnvError::NotFound { name: name.to_owned() };
         if name.is_empty() {
-            return Err(EnvError::Invalid {
-                name: name.to_owned(),
-            });
+            return Err(EnvError::Invalid { name: name.to_owned() });
         }
         let Some((id, variable)) = self.find(name, namespace) else {
             if self.process_fallback {
-                return self
-                    .process
-                    .var(name)
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(not_found);
+                return self.process.var(name).filter(|v| !v.is_empty()).ok_or_else(not_found);
             }
             return Err(not_found());
         };
@@ -126,34 +118,23 @@ impl Env {
     /// Sets `name` as seen from an entry in `namespace`.
     pub fn set(&self, name: &str, namespace: &str, value: &str) -> Result<(), EnvError> {
         if name.is_empty() {
-            return Err(EnvError::Invalid {
-                name: name.to_owned(),
-            });
+            return Err(EnvError::Invalid { name: name.to_owned() });
         }
-        let denied = |reason| EnvError::PermissionDenied {
-            name: name.to_owned(),
-            reason,
-        };
+        let denied = |reason| EnvError::PermissionDenied { name: name.to_owned(), reason };
         let Some((id, variable)) = self.find(name, namespace) else {
             if self.process_fallback {
                 return Err(denied("the process environment is read-only"));
             }
-            return Err(EnvError::NotFound {
-                name: name.to_owned(),
-            });
+            return Err(EnvError::NotFound { name: name.to_owned() });
         };
         if variable.readonly {
             return Err(denied("the variable is declared readonly"));
         }
         let key = storage_key(id, variable);
-        self.write(&variable.storage, &key, value, 0)
-            .map_err(|error| match error {
-                WriteError::ReadOnly(reason) => denied(reason),
-                WriteError::Io { path, error } => EnvError::Io {
-                    path,
-                    source: error,
-                },
-            })
+        self.write(&variable.storage, &key, value, 0).map_err(|error| match error {
+            WriteError::ReadOnly(reason) => denied(reason),
+            WriteError::Io { path, error } => EnvError::Io { path, source: error },
+        })
     }
 
     /// Every variable that has a value, keyed by public name (or entry ID when it has none).
@@ -179,30 +160,19 @@ impl Env {
             let id = EntryId::resolve(name, namespace)?;
             self.by_id.get(&id).copied()
         })?;
-        self.variables
-            .get(index)
-            .map(|(id, variable)| (id, variable))
+        self.variables.get(index).map(|(id, variable)| (id, variable))
     }
 
     fn read(&self, storage: &EntryId, key: &str, depth: usize) -> Option<String> {
         match self.stores.get(storage)? {
             Store::Router(storages) if depth < MAX_ROUTER_DEPTH => {
-                storages.iter().find_map(|inner| {
-                    self.read(inner, key, depth + 1)
-                        .filter(|value| !value.is_empty())
-                })
+                storages.iter().find_map(|inner| self.read(inner, key, depth + 1).filter(|value| !value.is_empty()))
             }
             store => store.get(key, self.process.as_ref()),
         }
     }
 
-    fn write(
-        &self,
-        storage: &EntryId,
-        key: &str,
-        value: &str,
-        depth: usize,
-    ) -> Result<(), WriteError> {
+    fn write(&self, storage: &EntryId, key: &str, value: &str, depth: usize) -> Result<(), WriteError> {
         match self.stores.get(storage) {
             Some(Store::Router(storages)) if depth < MAX_ROUTER_DEPTH => match storages.first() {
                 Some(first) => self.write(first, key, value, depth + 1),
@@ -247,20 +217,11 @@ mod tests {
     }
 
     fn variable(storage: &str, public: Option<&str>) -> VariableConfig {
-        VariableConfig {
-            storage: id(storage),
-            variable: public.map(str::to_owned),
-            default: None,
-            readonly: false,
-        }
+        VariableConfig { storage: id(storage), variable: public.map(str::to_owned), default: None, readonly: false }
     }
 
     fn process() -> Arc<dyn ProcessEnv> {
-        Arc::new(
-            [("HOME_DIR", "/home/x"), ("EMPTY", "")]
-                .into_iter()
-                .collect::<MapEnv>(),
-        )
+        Arc::new([("HOME_DIR", "/home/x"), ("EMPTY", "")].into_iter().collect::<MapEnv>())
     }
 
     #[test]
@@ -268,10 +229,7 @@ mod tests {
         let env = Env::process_only(process());
         assert_eq!(env.get("HOME_DIR", "app").unwrap(), "/home/x");
         assert_eq!(env.get("EMPTY", "app").unwrap_err().kind(), "NotFound");
-        assert_eq!(
-            env.set("HOME_DIR", "app", "y").unwrap_err().kind(),
-            "PermissionDenied"
-        );
+        assert_eq!(env.set("HOME_DIR", "app", "y").unwrap_err().kind(), "PermissionDenied");
         assert_eq!(env.get_all().len(), 2);
     }
 
@@ -280,42 +238,18 @@ mod tests {
         let mut env = Env::process_only(process());
         env.add_storage(id("mem"), &StorageConfig::Memory).unwrap();
         env.add_storage(id("os"), &StorageConfig::Os).unwrap();
-        let values = [("API_URL".to_owned(), "https://x".to_owned())]
-            .into_iter()
-            .collect();
-        env.add_storage(id("consts"), &StorageConfig::Static { values })
-            .unwrap();
-        env.add_storage(
-            id("chain"),
-            &StorageConfig::Router {
-                storages: vec![id("mem"), id("consts")],
-            },
-        )
-        .unwrap();
+        let values = [("API_URL".to_owned(), "https://x".to_owned())].into_iter().collect();
+        env.add_storage(id("consts"), &StorageConfig::Static { values }).unwrap();
+        env.add_storage(id("chain"), &StorageConfig::Router { storages: vec![id("mem"), id("consts")] }).unwrap();
         env.add_variable(id("home"), variable("os", Some("HOME_DIR")));
         env.add_variable(id("api_url"), variable("chain", Some("API_URL")));
-        env.add_variable(
-            id("token"),
-            VariableConfig {
-                default: Some("dflt".into()),
-                ..variable("mem", None)
-            },
-        );
-        env.add_variable(
-            id("fixed"),
-            VariableConfig {
-                readonly: true,
-                ..variable("mem", Some("FIXED"))
-            },
-        );
+        env.add_variable(id("token"), VariableConfig { default: Some("dflt".into()), ..variable("mem", None) });
+        env.add_variable(id("fixed"), VariableConfig { readonly: true, ..variable("mem", Some("FIXED")) });
 
         assert_eq!(env.get("HOME_DIR", "other").unwrap(), "/home/x");
         assert_eq!(env.get("home", "app").unwrap(), "/home/x");
         assert_eq!(env.get("app:home", "other").unwrap(), "/home/x");
-        assert!(matches!(
-            env.get("home", "other"),
-            Err(EnvError::NotFound { .. })
-        ));
+        assert!(matches!(env.get("home", "other"), Err(EnvError::NotFound { .. })));
         assert_eq!(env.get("API_URL", "app").unwrap(), "https://x");
         env.set("API_URL", "app", "https://override").unwrap();
         assert_eq!(env.get("API_URL", "app").unwrap(), "https://override");
@@ -324,19 +258,10 @@ mod tests {
         assert_eq!(env.get("token", "app").unwrap(), "secret");
         env.set("token", "app", "").unwrap();
         assert_eq!(env.get("token", "app").unwrap(), "dflt");
-        assert_eq!(
-            env.set("FIXED", "app", "x").unwrap_err().kind(),
-            "PermissionDenied"
-        );
-        assert_eq!(
-            env.set("HOME_DIR", "app", "x").unwrap_err().kind(),
-            "PermissionDenied"
-        );
+        assert_eq!(env.set("FIXED", "app", "x").unwrap_err().kind(), "PermissionDenied");
+        assert_eq!(env.set("HOME_DIR", "app", "x").unwrap_err().kind(), "PermissionDenied");
         assert_eq!(env.get("", "app").unwrap_err().kind(), "Invalid");
-        assert!(matches!(
-            env.get("PATH", "app"),
-            Err(EnvError::NotFound { .. })
-        ));
+        assert!(matches!(env.get("PATH", "app"), Err(EnvError::NotFound { .. })));
         let all = env.get_all();
         assert_eq!(all.get("app:token").map(String::as_str), Some("dflt"));
         assert!(!all.contains_key("FIXED"));
@@ -346,38 +271,21 @@ mod tests {
     fn file_storage_reads_and_writes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("conf/app.env");
-        let config = FileStorageConfig {
-            path: path.clone(),
-            auto_create: true,
-            file_mode: 0o600,
-            dir_mode: 0o700,
-        };
+        let config = FileStorageConfig { path: path.clone(), auto_create: true, file_mode: 0o600, dir_mode: 0o700 };
         let mut env = Env::process_only(process());
-        env.add_storage(id("file"), &StorageConfig::File(config.clone()))
-            .unwrap();
+        env.add_storage(id("file"), &StorageConfig::File(config.clone())).unwrap();
         env.add_variable(id("db"), variable("file", Some("DB_URL")));
-        assert!(matches!(
-            env.get("DB_URL", "app"),
-            Err(EnvError::NotFound { .. })
-        ));
+        assert!(matches!(env.get("DB_URL", "app"), Err(EnvError::NotFound { .. })));
         env.set("DB_URL", "app", "postgres://x y").unwrap();
-        assert_eq!(
-            std::fs::read_to_string(&path).unwrap(),
-            "DB_URL=\"postgres://x y\"\n"
-        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "DB_URL=\"postgres://x y\"\n");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
 
         let mut reopened = Env::process_only(process());
-        reopened
-            .add_storage(id("file"), &StorageConfig::File(config))
-            .unwrap();
+        reopened.add_storage(id("file"), &StorageConfig::File(config)).unwrap();
         reopened.add_variable(id("db"), variable("file", Some("DB_URL")));
         assert_eq!(reopened.get("DB_URL", "app").unwrap(), "postgres://x y");
 
@@ -387,10 +295,6 @@ mod tests {
             file_mode: 0o644,
             dir_mode: 0o755,
         };
-        assert!(
-            Env::process_only(process())
-                .add_storage(id("f"), &StorageConfig::File(missing))
-                .is_err()
-        );
+        assert!(Env::process_only(process()).add_storage(id("f"), &StorageConfig::File(missing)).is_err());
     }
 }

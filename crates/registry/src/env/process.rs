@@ -33,11 +33,7 @@ pub struct MapEnv(BTreeMap<String, String>);
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for MapEnv {
     fn from_iter<T: IntoIterator<Item = (K, V)>>(iter: T) -> Self {
-        MapEnv(
-            iter.into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
+        MapEnv(iter.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
     }
 }
 

@@ -41,15 +41,10 @@ impl Store {
             StorageConfig::File(file) => {
                 let values = match fs::read_to_string(&file.path) {
                     Ok(text) => dotenv::parse(&text),
-                    Err(error) if error.kind() == io::ErrorKind::NotFound && file.auto_create => {
-                        BTreeMap::new()
-                    }
+                    Err(error) if error.kind() == io::ErrorKind::NotFound && file.auto_create => BTreeMap::new(),
                     Err(error) => return Err(error),
                 };
-                Store::File(FileStore {
-                    config: file.clone(),
-                    values: Mutex::new(values),
-                })
+                Store::File(FileStore { config: file.clone(), values: Mutex::new(values) })
             }
             StorageConfig::Os => Store::Os,
             StorageConfig::Static { values } => Store::Static(values.clone()),
@@ -60,17 +55,8 @@ impl Store {
     /// Reads `key` from this store alone (routers are handled by the caller).
     pub(crate) fn get(&self, key: &str, process: &dyn ProcessEnv) -> Option<String> {
         match self {
-            Store::Memory(values) => values
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(key)
-                .cloned(),
-            Store::File(file) => file
-                .values
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(key)
-                .cloned(),
+            Store::Memory(values) => values.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned(),
+            Store::File(file) => file.values.lock().unwrap_or_else(PoisonError::into_inner).get(key).cloned(),
             Store::Os => process.var(key),
             Store::Static(values) => values.get(key).cloned(),
             Store::Router(_) => None,
@@ -81,16 +67,11 @@ impl Store {
     pub(crate) fn set(&self, key: &str, value: &str) -> Result<(), WriteError> {
         match self {
             Store::Memory(values) => {
-                values
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(key.to_owned(), value.to_owned());
+                values.lock().unwrap_or_else(PoisonError::into_inner).insert(key.to_owned(), value.to_owned());
                 Ok(())
             }
             Store::File(file) => file.set(key, value),
-            Store::Os => Err(WriteError::ReadOnly(
-                "the OS environment storage is read-only",
-            )),
+            Store::Os => Err(WriteError::ReadOnly("the OS environment storage is read-only")),
             Store::Static(_) => Err(WriteError::ReadOnly("static storages are read-only")),
             Store::Router(_) => Err(WriteError::ReadOnly("a router has no values of its own")),
         }
@@ -101,10 +82,7 @@ impl FileStore {
     fn set(&self, key: &str, value: &str) -> Result<(), WriteError> {
         let mut values = self.values.lock().unwrap_or_else(PoisonError::into_inner);
         let path = &self.config.path;
-        let io_error = |error| WriteError::Io {
-            path: path.clone(),
-            error,
-        };
+        let io_error = |error| WriteError::Io { path: path.clone(), error };
         let current = match fs::read_to_string(path) {
             Ok(text) => text,
             Err(error) if error.kind() == io::ErrorKind::NotFound && self.config.auto_create => {

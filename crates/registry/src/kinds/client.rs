@@ -101,18 +101,10 @@ pub(crate) fn parse(
     } else if !fields.has("address") {
         walker.missing("address", "`address: host:port`, e.g. localhost:7233");
     }
-    let namespace = walker
-        .take_string(fields, "namespace")
-        .map_or_else(|| "default".to_owned(), |s| s.value);
-    let tq_prefix = walker
-        .take_string(fields, "tq_prefix")
-        .map(|s| s.value)
-        .unwrap_or_default();
-    let mut duration = |name, default| {
-        walker
-            .take_duration(fields, name)
-            .map_or(Duration::from_secs(default), |d| d.value)
-    };
+    let namespace = walker.take_string(fields, "namespace").map_or_else(|| "default".to_owned(), |s| s.value);
+    let tq_prefix = walker.take_string(fields, "tq_prefix").map(|s| s.value).unwrap_or_default();
+    let mut duration =
+        |name, default| walker.take_duration(fields, name).map_or(Duration::from_secs(default), |d| d.value);
     let connection_timeout = duration("connection_timeout", 10);
     let keep_alive_time = duration("keep_alive_time", 30);
     let keep_alive_timeout = duration("keep_alive_timeout", 10);
@@ -139,19 +131,12 @@ pub(crate) fn parse(
 
 fn check_address(walker: &mut Walker<'_>, address: &Spanned<String>) {
     let text = address.value.trim();
-    let host_port = text
-        .strip_prefix("https://")
-        .or_else(|| text.strip_prefix("http://"))
-        .unwrap_or(text);
+    let host_port = text.strip_prefix("https://").or_else(|| text.strip_prefix("http://")).unwrap_or(text);
     let valid = host_port
         .rsplit_once(':')
         .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
     if !valid {
-        walker.error(
-            address.at,
-            "address",
-            format!("`{text}` is not host:port (expected e.g. localhost:7233)"),
-        );
+        walker.error(address.at, "address", format!("`{text}` is not host:port (expected e.g. localhost:7233)"));
     }
 }
 
@@ -162,11 +147,7 @@ fn parse_auth(walker: &mut Walker<'_>, node: &crate::walk::Node<'_>) -> Option<A
     let mut sources = |names: &[&'static str]| -> Vec<(&'static str, Spanned<String>)> {
         names
             .iter()
-            .filter_map(|name| {
-                walker
-                    .take_string(&mut fields, name)
-                    .map(|value| (*name, value))
-            })
+            .filter_map(|name| walker.take_string(&mut fields, name).map(|value| (*name, value)))
             .filter(|(_, value)| !value.value.trim().is_empty())
             .collect()
     };
@@ -182,21 +163,13 @@ fn parse_auth(walker: &mut Walker<'_>, node: &crate::walk::Node<'_>) -> Option<A
         "api_key" => cert.iter().chain(&key).collect(),
         "mtls" => api_key.iter().collect(),
         other => {
-            walker.error(
-                type_at,
-                "auth.type",
-                format!("unknown auth type `{other}` (expected none, api_key or mtls)"),
-            );
+            walker.error(type_at, "auth.type", format!("unknown auth type `{other}` (expected none, api_key or mtls)"));
             return None;
         }
     };
     let mut valid = true;
     for (name, value) in unused {
-        let needed = if API_KEY_FIELDS.contains(name) {
-            "api_key"
-        } else {
-            "mtls"
-        };
+        let needed = if API_KEY_FIELDS.contains(name) { "api_key" } else { "mtls" };
         walker.error(
             value.at,
             &format!("auth.{name}"),
@@ -250,17 +223,10 @@ fn one_source<'s>(
     }
 }
 
-fn api_key_source(
-    walker: &mut Walker<'_>,
-    name: &str,
-    value: &Spanned<String>,
-) -> Option<ApiKeySource> {
+fn api_key_source(walker: &mut Walker<'_>, name: &str, value: &Spanned<String>) -> Option<ApiKeySource> {
     match name {
         "api_key" => Some(ApiKeySource::Value(Secret::new(value.value.clone()))),
-        "api_key_file" => Some(ApiKeySource::File(relative_path(
-            walker.file.dir(),
-            &value.value,
-        ))),
+        "api_key_file" => Some(ApiKeySource::File(relative_path(walker.file.dir(), &value.value))),
         _ => from_env(walker, name, value, "the API key").map(ApiKeySource::Value),
     }
 }
@@ -268,21 +234,13 @@ fn api_key_source(
 fn pem_source(walker: &mut Walker<'_>, name: &str, value: &Spanned<String>) -> Option<PemSource> {
     match name {
         "cert_pem" | "key_pem" => Some(PemSource::Pem(Secret::new(value.value.clone()))),
-        "cert_file" | "key_file" => Some(PemSource::File(relative_path(
-            walker.file.dir(),
-            &value.value,
-        ))),
+        "cert_file" | "key_file" => Some(PemSource::File(relative_path(walker.file.dir(), &value.value))),
         _ => from_env(walker, name, value, "the PEM private key").map(PemSource::Pem),
     }
 }
 
 /// Resolves a legacy `<field>_env: NAME` through the env system.
-fn from_env(
-    walker: &mut Walker<'_>,
-    name: &str,
-    value: &Spanned<String>,
-    what: &str,
-) -> Option<Secret> {
+fn from_env(walker: &mut Walker<'_>, name: &str, value: &Spanned<String>, what: &str) -> Option<Secret> {
     let variable = value.value.trim();
     match walker.env_value(variable) {
         Some(secret) => Some(Secret::new(secret)),
@@ -290,9 +248,7 @@ fn from_env(
             walker.error(
                 value.at,
                 &format!("auth.{name}"),
-                format!(
-                    "environment variable `{variable}` is not set (expected it to hold {what})"
-                ),
+                format!("environment variable `{variable}` is not set (expected it to hold {what})"),
             );
             None
         }
@@ -301,10 +257,7 @@ fn from_env(
 
 fn parse_tls(walker: &mut Walker<'_>, fields: &mut Fields<'_>, auth: &Option<Auth>) -> TlsConfig {
     let implied = matches!(auth, Some(Auth::ApiKey(_) | Auth::Mtls { .. }));
-    let mut tls = TlsConfig {
-        enabled: implied,
-        ..TlsConfig::default()
-    };
+    let mut tls = TlsConfig { enabled: implied, ..TlsConfig::default() };
     let Some(node) = fields.take("tls") else {
         return tls;
     };
@@ -314,12 +267,8 @@ fn parse_tls(walker: &mut Walker<'_>, fields: &mut Fields<'_>, auth: &Option<Aut
     if let Some(enabled) = walker.take_bool(&mut fields, "enabled") {
         tls.enabled = enabled;
     }
-    tls.ca_file = walker
-        .take_string(&mut fields, "ca_file")
-        .map(|s| relative_path(walker.file.dir(), &s.value));
-    let server_name = walker
-        .take_string(&mut fields, "server_name")
-        .filter(|s| !s.value.is_empty());
+    tls.ca_file = walker.take_string(&mut fields, "ca_file").map(|s| relative_path(walker.file.dir(), &s.value));
+    let server_name = walker.take_string(&mut fields, "server_name").filter(|s| !s.value.is_empty());
     let skip_verify = walker.take_bool_at(&mut fields, "insecure_skip_verify");
     tls.insecure_skip_verify = skip_verify.as_ref().is_some_and(|flag| flag.value);
     if let (Some(flag), Some(name)) = (&skip_verify, &server_name)
@@ -337,10 +286,7 @@ fn parse_tls(walker: &mut Walker<'_>, fields: &mut Fields<'_>, auth: &Option<Aut
 }
 
 fn parse_health_check(walker: &mut Walker<'_>, fields: &mut Fields<'_>) -> HealthCheck {
-    let mut health = HealthCheck {
-        enabled: false,
-        interval: Duration::from_secs(30),
-    };
+    let mut health = HealthCheck { enabled: false, interval: Duration::from_secs(30) };
     let Some(node) = fields.take("health_check") else {
         return health;
     };

@@ -21,9 +21,7 @@ pub(crate) fn parse_storage(
         "memory" => StorageConfig::Memory,
         "os" => StorageConfig::Os,
         "file" => StorageConfig::File(parse_file(walker, fields)?),
-        "static" => StorageConfig::Static {
-            values: parse_values(walker, fields),
-        },
+        "static" => StorageConfig::Static { values: parse_values(walker, fields) },
         "router" => {
             let path = fields.path("storages");
             let storages = walker.take_string_list(fields, "storages");
@@ -34,15 +32,7 @@ pub(crate) fn parse_storage(
                 storages: storages
                     .iter()
                     .enumerate()
-                    .filter_map(|(i, s)| {
-                        references.add(
-                            walker,
-                            s,
-                            &format!("{path}[{i}]"),
-                            Expect::EnvStorage,
-                            false,
-                        )
-                    })
+                    .filter_map(|(i, s)| references.add(walker, s, &format!("{path}[{i}]"), Expect::EnvStorage, false))
                     .collect(),
             }
         }
@@ -53,20 +43,12 @@ pub(crate) fn parse_storage(
 fn parse_file(walker: &mut Walker<'_>, fields: &mut Fields<'_>) -> Option<FileStorageConfig> {
     let path = walker.take_string(fields, "file_path");
     if path.is_none() && !fields.has("file_path") {
-        walker.missing(
-            "file_path",
-            "the path of a .env file, relative to this YAML file",
-        );
+        walker.missing("file_path", "the path of a .env file, relative to this YAML file");
     }
     let auto_create = walker.take_bool(fields, "auto_create").unwrap_or(false);
     let file_mode = parse_mode(walker, fields, "file_mode").unwrap_or(0o644);
     let dir_mode = parse_mode(walker, fields, "dir_mode").unwrap_or(0o755);
-    Some(FileStorageConfig {
-        path: relative_path(walker.file.dir(), &path?.value),
-        auto_create,
-        file_mode,
-        dir_mode,
-    })
+    Some(FileStorageConfig { path: relative_path(walker.file.dir(), &path?.value), auto_create, file_mode, dir_mode })
 }
 
 /// A Unix mode written as an octal string (`"0600"`) or a number read as octal digits (`600`).
@@ -105,9 +87,7 @@ fn parse_values(walker: &mut Walker<'_>, fields: &mut Fields<'_>) -> BTreeMap<St
     for (key, _, value) in map.rest() {
         let path = format!("values.{key}");
         let text = match &value.data {
-            YamlData::Value(Scalar::String(text)) => {
-                walker.expand(text, Position::of(value), &path)
-            }
+            YamlData::Value(Scalar::String(text)) => walker.expand(text, Position::of(value), &path),
             YamlData::Value(Scalar::Integer(number)) => Some(number.to_string()),
             YamlData::Value(Scalar::FloatingPoint(number)) => Some(number.to_string()),
             YamlData::Value(Scalar::Boolean(flag)) => Some(flag.to_string()),
@@ -139,29 +119,17 @@ pub(crate) fn parse_variable(
         }
     };
     let variable = walker.take_string(fields, "variable").filter(|name| {
-        let valid = !name.value.is_empty()
-            && name
-                .value
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid = !name.value.is_empty() && name.value.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             walker.error(
                 name.at,
                 "variable",
-                format!(
-                    "`{}` is not a variable name (expected letters, digits and _)",
-                    name.value
-                ),
+                format!("`{}` is not a variable name (expected letters, digits and _)", name.value),
             );
         }
         valid
     });
     let default = walker.take_string(fields, "default").map(|s| s.value);
     let readonly = walker.take_bool(fields, "readonly").unwrap_or(false);
-    Some(VariableConfig {
-        storage: storage?,
-        variable: variable.map(|s| s.value),
-        default,
-        readonly,
-    })
+    Some(VariableConfig { storage: storage?, variable: variable.map(|s| s.value), default, readonly })
 }

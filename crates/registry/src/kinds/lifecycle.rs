@@ -59,11 +59,7 @@ impl Default for RestartPolicy {
 }
 
 /// Reads `lifecycle` from an entry's fields, recording its dependencies.
-pub(crate) fn parse(
-    walker: &mut Walker<'_>,
-    fields: &mut Fields<'_>,
-    references: &mut References,
-) -> Lifecycle {
+pub(crate) fn parse(walker: &mut Walker<'_>, fields: &mut Fields<'_>, references: &mut References) -> Lifecycle {
     let mut lifecycle = Lifecycle::default();
     let Some(node) = fields.take("lifecycle") else {
         return lifecycle;
@@ -76,11 +72,7 @@ pub(crate) fn parse(
     }
     for name in ["depends_on", "requires"] {
         let path = fields.path(name);
-        for (index, item) in walker
-            .take_string_list(&mut fields, name)
-            .iter()
-            .enumerate()
-        {
+        for (index, item) in walker.take_string_list(&mut fields, name).iter().enumerate() {
             let field = format!("{path}[{index}]");
             if let Some(id) = references.add(walker, item, &field, Expect::Any, true)
                 && !lifecycle.depends_on.contains(&id)

@@ -11,10 +11,8 @@ use crate::value::Value;
 use crate::walk::{Fields, Node, Position, Walker};
 
 /// Modules a workflow may `require`: those whose results are deterministic under replay.
-pub const WORKFLOW_MODULES: [&str; 12] = [
-    "funcs", "time", "workflow", "ctx", "uuid", "crypto", "json", "base64", "yaml", "hash",
-    "logger", "errors",
-];
+pub const WORKFLOW_MODULES: [&str; 12] =
+    ["funcs", "time", "workflow", "ctx", "uuid", "crypto", "json", "base64", "yaml", "hash", "logger", "errors"];
 
 /// Which Lua entry kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -82,10 +80,7 @@ pub struct LuaSource {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Registration {
     /// `meta.temporal.workflow`: type = `name`, or the entry ID.
-    Workflow {
-        worker: EntryId,
-        name: Option<String>,
-    },
+    Workflow { worker: EntryId, name: Option<String> },
     /// `meta.temporal.activity`: type = the entry ID.
     Activity { worker: EntryId, local: bool },
 }
@@ -114,17 +109,11 @@ pub(crate) fn parse(
     let source = match fields.take("source") {
         Some(node) => read_source(walker, node, root),
         None => {
-            walker.missing(
-                "source",
-                "Lua code, or `source: file://name.lua` next to this YAML file",
-            );
+            walker.missing("source", "Lua code, or `source: file://name.lua` next to this YAML file");
             None
         }
     };
-    let method = walker
-        .take_string(fields, "method")
-        .map(|s| s.value)
-        .filter(|s| !s.is_empty());
+    let method = walker.take_string(fields, "method").map(|s| s.value).filter(|s| !s.is_empty());
     let method = match kind {
         LuaKind::Workflow => Some(method.unwrap_or_else(|| "main".to_owned())),
         _ => method,
@@ -156,11 +145,7 @@ fn read_source(walker: &mut Walker<'_>, node: &Node<'_>, root: &Root) -> Option<
     let reference = text.value.trim();
     if !reference.starts_with("file://") {
         if reference.is_empty() {
-            walker.error(
-                text.at,
-                "source",
-                "is empty (expected Lua code or `file://name.lua`)",
-            );
+            walker.error(text.at, "source", "is empty (expected Lua code or `file://name.lua`)");
             return None;
         }
         return Some(LuaSource {
@@ -171,12 +156,7 @@ fn read_source(walker: &mut Walker<'_>, node: &Node<'_>, root: &Root) -> Option<
         });
     }
     match source::read_reference(root, walker.file, reference) {
-        Ok((text, chunk_name)) => Some(LuaSource {
-            text,
-            chunk_name,
-            line_offset: 0,
-            inline: false,
-        }),
+        Ok((text, chunk_name)) => Some(LuaSource { text, chunk_name, line_offset: 0, inline: false }),
         Err(error) => {
             let message = match error {
                 FileRefError::Escapes => format!(
@@ -190,10 +170,7 @@ fn read_source(walker: &mut Walker<'_>, node: &Node<'_>, root: &Root) -> Option<
                     )
                 }
                 FileRefError::Unreadable { display, error } => {
-                    format!(
-                        "cannot read `{}`: {error} (expected a readable UTF-8 Lua file)",
-                        display.display()
-                    )
+                    format!("cannot read `{}`: {error} (expected a readable UTF-8 Lua file)", display.display())
                 }
             };
             walker.error(text.at, "source", message);
@@ -233,8 +210,7 @@ fn parse_imports(
     for (alias, _, value) in map.rest() {
         let path = format!("imports.{alias}");
         if let Some(text) = walker.string(value, &path)
-            && let Some(id) =
-                references.add(walker, &text, &path, Expect::Kind("library.lua"), false)
+            && let Some(id) = references.add(walker, &text, &path, Expect::Kind("library.lua"), false)
         {
             imports.insert(alias, id);
         }
@@ -242,19 +218,10 @@ fn parse_imports(
     imports
 }
 
-type Meta = (
-    Option<Registration>,
-    BTreeMap<String, Value>,
-    BTreeMap<String, Value>,
-);
+type Meta = (Option<Registration>, BTreeMap<String, Value>, BTreeMap<String, Value>);
 
 /// Splits `meta` into the Temporal registration, `options`, and the free-form rest.
-fn parse_meta(
-    walker: &mut Walker<'_>,
-    fields: &mut Fields<'_>,
-    references: &mut References,
-    kind: LuaKind,
-) -> Meta {
+fn parse_meta(walker: &mut Walker<'_>, fields: &mut Fields<'_>, references: &mut References, kind: LuaKind) -> Meta {
     let mut registration = None;
     let mut options = BTreeMap::new();
     let mut rest = BTreeMap::new();
@@ -314,26 +281,18 @@ fn parse_temporal(
         walker.error(
             Position::of(node),
             field,
-            format!(
-                "cannot register a {} entry this way (expected {expected})",
-                kind.as_str()
-            ),
+            format!("cannot register a {} entry this way (expected {expected})", kind.as_str()),
         );
         return None;
     }
     let mut fields = walker.fields(node, field)?;
     let worker = walker.take_string(&mut fields, "worker");
     let registration = if is_workflow {
-        let name = walker
-            .take_string(&mut fields, "name")
-            .map(|s| s.value)
-            .filter(|s| !s.is_empty());
-        worker_ref(walker, &fields, worker, references)
-            .map(|worker| Registration::Workflow { worker, name })
+        let name = walker.take_string(&mut fields, "name").map(|s| s.value).filter(|s| !s.is_empty());
+        worker_ref(walker, &fields, worker, references).map(|worker| Registration::Workflow { worker, name })
     } else {
         let local = walker.take_bool(&mut fields, "local").unwrap_or(false);
-        worker_ref(walker, &fields, worker, references)
-            .map(|worker| Registration::Activity { worker, local })
+        worker_ref(walker, &fields, worker, references).map(|worker| Registration::Activity { worker, local })
     };
     walker.finish(fields);
     registration
@@ -350,10 +309,7 @@ fn worker_ref(
         Some(text) => references.add(walker, &text, &path, Expect::Kind("temporal.worker"), true),
         None => {
             if !fields.has("worker") {
-                walker.missing(
-                    &path,
-                    "the ID of a temporal.worker entry, e.g. `worker: app:worker`",
-                );
+                walker.missing(&path, "the ID of a temporal.worker entry, e.g. `worker: app:worker`");
             }
             None
         }

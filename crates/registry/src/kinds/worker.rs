@@ -109,19 +109,10 @@ pub(crate) fn parse(
     references: &mut References,
 ) -> Option<WorkerConfig> {
     let client = match walker.take_string(fields, "client") {
-        Some(text) => references.add(
-            walker,
-            &text,
-            "client",
-            Expect::Kind("temporal.client"),
-            true,
-        ),
+        Some(text) => references.add(walker, &text, "client", Expect::Kind("temporal.client"), true),
         None => {
             if !fields.has("client") {
-                walker.missing(
-                    "client",
-                    "the ID of a temporal.client entry, e.g. `client: app:temporal_client`",
-                );
+                walker.missing("client", "the ID of a temporal.client entry, e.g. `client: app:temporal_client`");
             }
             None
         }
@@ -129,11 +120,7 @@ pub(crate) fn parse(
     let task_queue = walker.take_string(fields, "task_queue");
     match &task_queue {
         Some(queue) if queue.value.trim().is_empty() => {
-            walker.error(
-                queue.at,
-                "task_queue",
-                "is empty (expected a task queue name)",
-            );
+            walker.error(queue.at, "task_queue", "is empty (expected a task queue name)");
         }
         None if !fields.has("task_queue") => {
             walker.missing("task_queue", "a task queue name, e.g. `task_queue: orders`")
@@ -145,12 +132,7 @@ pub(crate) fn parse(
         None => WorkerOptions::default(),
     };
     let lifecycle = lifecycle::parse(walker, fields, references);
-    Some(WorkerConfig {
-        client: client?,
-        task_queue: task_queue?.value,
-        options,
-        lifecycle,
-    })
+    Some(WorkerConfig { client: client?, task_queue: task_queue?.value, options, lifecycle })
 }
 
 fn parse_options(walker: &mut Walker<'_>, node: &crate::walk::Node<'_>) -> WorkerOptions {
@@ -158,57 +140,25 @@ fn parse_options(walker: &mut Walker<'_>, node: &crate::walk::Node<'_>) -> Worke
     let Some(mut fields) = walker.fields(node, "worker_options") else {
         return options;
     };
-    options.identity = walker
-        .take_string(&mut fields, "identity")
-        .map(|s| s.value)
-        .filter(|s| !s.is_empty());
+    options.identity = walker.take_string(&mut fields, "identity").map(|s| s.value).filter(|s| !s.is_empty());
 
     let mut count = |name, min, slot: &mut usize| {
         if let Some(value) = walker.take_integer(&mut fields, name, min) {
             *slot = usize::try_from(value.value).unwrap_or(usize::MAX);
         }
     };
-    count(
-        "max_concurrent_activity_execution_size",
-        1,
-        &mut options.max_concurrent_activity_execution_size,
-    );
-    count(
-        "max_concurrent_workflow_task_execution_size",
-        2,
-        &mut options.max_concurrent_workflow_task_execution_size,
-    );
-    count(
-        "max_concurrent_local_activity_execution_size",
-        1,
-        &mut options.max_concurrent_local_activity_execution_size,
-    );
-    count(
-        "max_concurrent_activity_task_pollers",
-        1,
-        &mut options.max_concurrent_activity_task_pollers,
-    );
-    count(
-        "max_concurrent_workflow_task_pollers",
-        2,
-        &mut options.max_concurrent_workflow_task_pollers,
-    );
+    count("max_concurrent_activity_execution_size", 1, &mut options.max_concurrent_activity_execution_size);
+    count("max_concurrent_workflow_task_execution_size", 2, &mut options.max_concurrent_workflow_task_execution_size);
+    count("max_concurrent_local_activity_execution_size", 1, &mut options.max_concurrent_local_activity_execution_size);
+    count("max_concurrent_activity_task_pollers", 1, &mut options.max_concurrent_activity_task_pollers);
+    count("max_concurrent_workflow_task_pollers", 2, &mut options.max_concurrent_workflow_task_pollers);
     count("max_cached_workflows", 0, &mut options.max_cached_workflows);
     count("max_parked_workflows", 0, &mut options.max_parked_workflows);
 
     for (name, slot) in [
-        (
-            "worker_activities_per_second",
-            &mut options.worker_activities_per_second,
-        ),
-        (
-            "worker_local_activities_per_second",
-            &mut options.worker_local_activities_per_second,
-        ),
-        (
-            "task_queue_activities_per_second",
-            &mut options.task_queue_activities_per_second,
-        ),
+        ("worker_activities_per_second", &mut options.worker_activities_per_second),
+        ("worker_local_activities_per_second", &mut options.worker_local_activities_per_second),
+        ("task_queue_activities_per_second", &mut options.task_queue_activities_per_second),
     ] {
         if let Some(value) = walker.take_number(&mut fields, name, 0.0, f64::INFINITY) {
             *slot = value;
@@ -253,58 +203,37 @@ fn parse_options(walker: &mut Walker<'_>, node: &crate::walk::Node<'_>) -> Worke
 /// Reference options Tempest accepts but cannot honour: warn so projects still load.
 fn parse_no_effect(walker: &mut Walker<'_>, fields: &mut Fields<'_>) {
     for (name, why) in [
-        (
-            "max_concurrent_session_execution_size",
-            "Temporal Core has no sessions",
-        ),
+        ("max_concurrent_session_execution_size", "Temporal Core has no sessions"),
         ("enable_session_worker", "Temporal Core has no sessions"),
-        (
-            "max_concurrent_eager_activity_execution_size",
-            "Core sizes eager activities from the activity slots",
-        ),
-        (
-            "disable_registration_aliasing",
-            "Tempest registers types by entry ID only",
-        ),
+        ("max_concurrent_eager_activity_execution_size", "Core sizes eager activities from the activity slots"),
+        ("disable_registration_aliasing", "Tempest registers types by entry ID only"),
     ] {
         if let Some(node) = fields.take(name) {
             let at = crate::walk::Position::of(node);
-            walker.warn(
-                at,
-                &fields.path(name),
-                format!("is accepted but has no effect ({why})"),
-            );
+            walker.warn(at, &fields.path(name), format!("is accepted but has no effect ({why})"));
         }
     }
 }
 
 fn parse_versioning(walker: &mut Walker<'_>, fields: &mut Fields<'_>, options: &mut WorkerOptions) {
-    let use_versioning = walker
-        .take_bool_at(fields, "use_versioning")
-        .filter(|flag| flag.value);
+    let use_versioning = walker.take_bool_at(fields, "use_versioning").filter(|flag| flag.value);
     let deployment_name = walker.take_string(fields, "deployment_name");
-    let mut build_id = walker
-        .take_string(fields, "build_id")
-        .map(|s| s.value)
-        .filter(|s| !s.is_empty());
+    let mut build_id = walker.take_string(fields, "build_id").map(|s| s.value).filter(|s| !s.is_empty());
     if let Some(variable) = walker.take_string(fields, "build_id_env")
         && build_id.is_none()
     {
         // As in the reference, an unset `build_id_env` is not an error.
         build_id = walker.env_value(variable.value.trim());
     }
-    let behavior = walker
-        .take_string(fields, "default_versioning_behavior")
-        .and_then(|text| match text.value.as_str() {
+    let behavior =
+        walker.take_string(fields, "default_versioning_behavior").and_then(|text| match text.value.as_str() {
             "pinned" => Some(VersioningBehavior::Pinned),
             "auto_upgrade" => Some(VersioningBehavior::AutoUpgrade),
             other => {
                 walker.error(
                     text.at,
                     "worker_options.default_versioning_behavior",
-                    format!(
-                        "unknown versioning behavior `{other}` (expected pinned or auto_upgrade)"
-                    ),
+                    format!("unknown versioning behavior `{other}` (expected pinned or auto_upgrade)"),
                 );
                 None
             }

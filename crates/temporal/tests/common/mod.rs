@@ -57,7 +57,12 @@ impl Project {
 
 /// Runs `temporal workflow execute` and returns the parsed JSON result, or the CLI's output as
 /// an error string when the workflow failed.
-pub async fn execute(workflow_type: &str, task_queue: &str, workflow_id: &str, inputs: &[&str]) -> Result<serde_json::Value, String> {
+pub async fn execute(
+    workflow_type: &str,
+    task_queue: &str,
+    workflow_id: &str,
+    inputs: &[&str],
+) -> Result<serde_json::Value, String> {
     let mut args = vec![
         "workflow".to_owned(),
         "execute".into(),
@@ -135,7 +140,9 @@ pub async fn assert_replays(registry: &Registry, workflow_id: &str) {
     assert!(failures.is_empty(), "replay of {workflow_id} failed: {failures:?}");
 }
 
-fn json_payloads(inputs: &[serde_json::Value]) -> Option<temporalio_common::protos::temporal::api::common::v1::Payloads> {
+fn json_payloads(
+    inputs: &[serde_json::Value],
+) -> Option<temporalio_common::protos::temporal::api::common::v1::Payloads> {
     use temporalio_common::protos::temporal::api::common::v1::{Payload, Payloads};
     Some(Payloads {
         payloads: inputs
