@@ -39,15 +39,16 @@ FLOORS = {
     "floor-st": FLOOR_BIN / "core-floor-nogzip-st",
     # Control experiments, run only when asked (--kinds): floor-st burning the CPU a language
     # layer would (FLOOR_SPIN_WF_US per activation, FLOOR_SPIN_ACT_US per activity), and floor-st
-    # sending Tempest's request contents.
+    # sending Tempest's request contents; floor-st with its workflow loop in a LocalSet.
     "floor-spin": FLOOR_BIN / "core-floor-nogzip-st-spin",
     "floor-mimic": FLOOR_BIN / "core-floor-nogzip-st-mimic",
+    "floor-local": FLOOR_BIN / "core-floor-nogzip-st-local",
 }
 FLOOR_MEMORY = FLOOR_BIN / "core-floor-memory"
 TEMPEST = Path(os.environ.get("TEMPEST_BIN") or ROOT / "target/release/tempest")
 # A second Tempest binary for A/B comparisons of a change (kind tempest-b, same project).
 TEMPEST_B = Path(os.environ["TEMPEST_B_BIN"]) if os.environ.get("TEMPEST_B_BIN") else None
-KINDS = ("floor", "floor-nogzip", "floor-st", "floor-spin", "floor-mimic", "tempest", "tempest-b", "python", "typescript")
+KINDS = ("floor", "floor-nogzip", "floor-st", "floor-spin", "floor-mimic", "floor-local", "tempest", "tempest-b", "python", "typescript")
 
 # What each worker runs with; shown under the table and stored in the JSON.
 COMMON = "1000 cached wf, 100 wf-task / 100 activity slots, 5+5 pollers, sticky 10s"
@@ -57,6 +58,7 @@ SETTINGS = {
     "floor-st": f"core-floor with gRPC compression off on a single-threaded tokio runtime, as Tempest runs: {COMMON}",
     "floor-spin": "floor-st plus a busy loop of FLOOR_SPIN_WF_US µs per activation and FLOOR_SPIN_ACT_US µs per activity "
                   f"(now {os.environ.get('FLOOR_SPIN_WF_US', '0')} and {os.environ.get('FLOOR_SPIN_ACT_US', '0')})",
+    "floor-local": "floor-st with its workflow loop and completions in a LocalSet, as Tempest runs them",
     "floor-mimic": "floor-st with Tempest's request contents (no build ID, pid@vm identity, client name tempest, "
                    "activity type bench:echo)",
     "tempest": f"tempest run bench/tempest: {COMMON}; up to 20000 parked (command logs kept); eager activities on (Tempest default); gzip off on loopback, "
@@ -78,10 +80,11 @@ MEMORY_CACHE = {
 WAKES = ("tempest", "tempest-parked", "python")
 
 # Kinds that run only when --kinds names them: an A/B binary and the control experiments.
-ONLY_WHEN_ASKED = ("tempest-b", "floor-spin", "floor-mimic")
+ONLY_WHEN_ASKED = ("tempest-b", "floor-spin", "floor-mimic", "floor-local")
 
 # The floor variant with the same Core settings as each kind (no gzip on loopback, one thread).
-LIKE_FLOOR = {"tempest": "floor-st", "tempest-b": "floor-st", "floor-spin": "floor-st", "floor-mimic": "floor-st"}
+LIKE_FLOOR = {"tempest": "floor-st", "tempest-b": "floor-st", "floor-spin": "floor-st", "floor-mimic": "floor-st",
+              "floor-local": "floor-st"}
 
 
 def worker_argv(kind: str, task_queue: str, address: str, memory: bool = False):
@@ -435,7 +438,7 @@ def plan(args) -> list[tuple[str, int]]:
         sys.exit(f"unknown worker kinds {sorted(unknown)}; known: {', '.join(KINDS)}")
     order = []
     for i in range(args.interleave):
-        forward = ("floor", "floor-nogzip", "floor-st", "floor-spin", "floor-mimic", "tempest", "tempest-b")
+        forward = ("floor", "floor-nogzip", "floor-st", "floor-spin", "floor-mimic", "floor-local", "tempest", "tempest-b")
         pair = forward[::-1] if args.abba and i % 2 else forward
         order += [(k, i + 1) for k in pair if k in kinds]
     order += [(k, 1) for k in ("python", "typescript") if k in kinds]
@@ -563,8 +566,8 @@ def main() -> None:
     p.add_argument("--fresh-server", action="store_true",
                    help="start a new dev server before every throughput run (no drift between runs)")
     p.add_argument("--kinds", default=",".join(k for k in KINDS if k not in ONLY_WHEN_ASKED),
-                   help="workers to run (default: %(default)s; tempest-b needs TEMPEST_B_BIN; floor-spin and "
-                        "floor-mimic are control experiments, see bench/floor_variants.py)")
+                   help="workers to run (default: %(default)s; tempest-b needs TEMPEST_B_BIN; floor-spin, "
+                        "floor-mimic, floor-local are control experiments, see bench/floor_variants.py)")
     p.add_argument("--sample", type=int, default=20, help="workflows described for state transitions")
     p.add_argument("--timeout", type=float, default=900, help="seconds allowed per run")
     p.add_argument("--skip-throughput", action="store_true", help="only the --replay / --memory sections")

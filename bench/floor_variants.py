@@ -9,6 +9,7 @@
                                            activity (FLOOR_SPIN_WF_US, FLOOR_SPIN_ACT_US): a
                                            stand-in for a language layer's CPU
     floor_variants.py SRC DEST nogzip+st+mimic -> floor-st sending Tempest's request contents
+    floor_variants.py SRC DEST nogzip+st+local -> floor-st with its workflow loop in a LocalSet
 Variants combine with `+`.
 """
 import shutil
@@ -84,6 +85,16 @@ def apply(text: str, variant: str) -> str:
         text = patch(text, '.client_name("core-floor")', '.client_name("tempest")')
         text = patch(text, 'activity_type: "echo".into(),', 'activity_type: "bench:echo".into(),')
         text = patch(text, 'if start.activity_type == "echo"', 'if start.activity_type == "bench:echo"')
+    elif variant == "local":
+        # (after st) The workflow loop and its completions as local tasks of a LocalSet, as
+        # Tempest runs them (its Lua engine cannot leave its thread).
+        text = patch(text, "    tokio_runtime.block_on(async {", "    tokio::task::LocalSet::new().block_on(&tokio_runtime, async {")
+        text = patch(text, "let wf = tokio::spawn(workflow_loop(", "let wf = tokio::task::spawn_local(workflow_loop(")
+        text = patch(text, """        let w = worker.clone();
+        tokio::spawn(async move {
+            if let Err(e) = w.complete_workflow_activation(completion).await {""", """        let w = worker.clone();
+        tokio::task::spawn_local(async move {
+            if let Err(e) = w.complete_workflow_activation(completion).await {""")
     elif variant == "spin":
         # Burns CPU as a language layer would: FLOOR_SPIN_WF_US microseconds per activation and
         # FLOOR_SPIN_ACT_US per activity, in a busy loop on the worker's thread.
