@@ -17,6 +17,11 @@ pub fn now_unix_nanos(lua: &Lua) -> i128 {
     if let Some(clock) = lua.app_data_ref::<Box<dyn WallClock>>() {
         return clock.now_unix_nanos();
     }
+    system_unix_nanos()
+}
+
+/// The system clock, in nanoseconds since the Unix epoch.
+pub fn system_unix_nanos() -> i128 {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(since) => since.as_nanos() as i128,
         Err(before) => -(before.duration().as_nanos() as i128),

@@ -103,23 +103,28 @@ pub enum EngineError {
     Vm(String),
 }
 
+/// The active run's seeded generator; outside an activation, the OS (as with no source installed).
 struct RunEntropy(ActiveRun);
 
 impl Entropy for RunEntropy {
     fn fill(&mut self, buf: &mut [u8]) {
-        if let Some(run) = self.0.run()
-            && let Ok(mut core) = run.try_borrow_mut()
-        {
-            core.rng.fill(buf);
+        match self.0.run() {
+            Some(run) => {
+                if let Ok(mut core) = run.try_borrow_mut() {
+                    core.rng.fill(buf);
+                }
+            }
+            None => rand::fill(buf),
         }
     }
 }
 
+/// The activation's time; outside an activation, the system clock (as with no clock installed).
 struct RunClock(ActiveRun);
 
 impl crate::clock::WallClock for RunClock {
     fn now_unix_nanos(&self) -> i128 {
-        self.0.now_nanos().unwrap_or(0)
+        self.0.now_nanos().unwrap_or_else(crate::clock::system_unix_nanos)
     }
 }
 
@@ -200,9 +205,7 @@ impl WorkflowEngine {
         let run_id = activation.run_id.clone();
         let result = self.activate_inner(activation);
         self.active.set(None);
-        if self.lua.app_data_ref::<crate::modules::ctx::CallContext>().is_some() {
-            self.lua.remove_app_data::<crate::modules::ctx::CallContext>();
-        }
+        self.lua.remove_app_data::<crate::modules::ctx::CallContext>();
         match result {
             Ok(completion) => completion,
             Err(e) => {
@@ -659,15 +662,16 @@ fn install_api(lua: &Lua) -> mlua::Result<(Function, Table)> {
 /// `require` for workflows: the entry's `modules:` list, then the deterministic module set.
 fn require_function(lua: &Lua, modules: Table) -> mlua::Result<Function> {
     // Every run evaluates its chunk, so `require` runs once per run and module: the name stays a
-    // Lua string (no copy, no new string for the lookup).
+    // Lua string, borrowed for the checks and used as is for the lookup.
     lua.create_function(move |lua, name: mlua::String| {
         let run = active_run(lua)?;
         let (allowed, entry) = {
             let run = run.borrow();
             (run.modules.clone(), run.entry_id.clone())
         };
-        let text = name.to_string_lossy();
-        if !WORKFLOW_MODULES.contains(&text.as_str()) {
+        let text = name.to_str()?;
+        let text: &str = &text;
+        if !WORKFLOW_MODULES.contains(&text) {
             return Err(mlua::Error::runtime(format!(
                 "module `{text}` cannot be used in workflows (it is not deterministic); allowed: {}",
                 WORKFLOW_MODULES.join(", ")
@@ -678,7 +682,7 @@ fn require_function(lua: &Lua, modules: Table) -> mlua::Result<Function> {
                 "module `{text}` is not in the `modules:` list of entry `{entry}`; add it there"
             )));
         }
-        match modules.raw_get::<Value>(name)? {
+        match modules.raw_get::<Value>(&name)? {
             Value::Nil => Err(mlua::Error::runtime(format!("module `{text}` is not available in workflows yet"))),
             module => Ok(module),
         }
