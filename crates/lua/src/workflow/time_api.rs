@@ -127,6 +127,15 @@ fn positive_duration(function: &str, value: &Value) -> Result<i64, String> {
     }
 }
 
+/// A duration argument that may be zero (`after`, `sleep`), or the message for `nil, err`.
+fn non_negative_duration(function: &str, value: &Value) -> Result<i64, String> {
+    match duration_arg(value) {
+        Ok(nanos) if nanos >= 0 => Ok(nanos),
+        Ok(nanos) => Err(format!("{function}: duration must not be negative, got {nanos}ns")),
+        Err(message) => Err(format!("{function}: {message}")),
+    }
+}
+
 fn invalid(lua: &Lua, message: String) -> mlua::Result<(Value, Value)> {
     Ok((Value::Nil, Failure::invalid(message).push(lua)?))
 }
@@ -134,10 +143,9 @@ fn invalid(lua: &Lua, message: String) -> mlua::Result<(Value, Value)> {
 /// Registers `after` into the primitives (the prelude's `sleep` uses it) and returns the module.
 pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<Table> {
     let after = lua.create_function(|lua, d: Value| {
-        let nanos = match duration_arg(&d) {
-            Ok(n) if n >= 0 => n,
-            Ok(n) => return invalid(lua, format!("time.after: duration must not be negative, got {n}ns")),
-            Err(message) => return invalid(lua, format!("time.after: {message}")),
+        let nanos = match non_negative_duration("time.after", &d) {
+            Ok(n) => n,
+            Err(message) => return invalid(lua, message),
         };
         let run = active_run(lua)?;
         let site = super::run::command_site(lua, run.borrow().replaying);
@@ -154,10 +162,9 @@ pub(crate) fn register(lua: &Lua, primitives: &Table) -> mlua::Result<Table> {
         lua.create_function(move |lua, d: Value| {
             let run = active_run(lua)?;
             let Some(task) = run.borrow().current else { return after_for_sleep.call::<(Value, Value)>(d) };
-            let nanos = match duration_arg(&d) {
-                Ok(n) if n >= 0 => n,
-                Ok(n) => return invalid(lua, format!("time.sleep: duration must not be negative, got {n}ns")),
-                Err(message) => return invalid(lua, format!("time.sleep: {message}")),
+            let nanos = match non_negative_duration("time.sleep", &d) {
+                Ok(n) => n,
+                Err(message) => return invalid(lua, message),
             };
             let site = super::run::command_site(lua, run.borrow().replaying);
             let seq = start_timer(&mut run.borrow_mut(), nanos, TimerTarget::Wake(task), site);
