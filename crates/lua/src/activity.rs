@@ -136,16 +136,13 @@ impl ActivityVm {
         context: Option<crate::modules::ctx::ContextMap>,
         call: Option<crate::modules::activity::ActivityCall>,
     ) -> Result<Data, Failure> {
-        let with_call = call.is_some();
         if let Some(call) = call {
             self.lua.set_app_data(crate::modules::http_client::Cancellation(call.cancelled.clone()));
             self.lua.set_app_data(call);
         }
         let result = self.call_in_context(entry_id, args, context);
-        if with_call {
-            self.lua.remove_app_data::<crate::modules::activity::ActivityCall>();
-            self.lua.remove_app_data::<crate::modules::http_client::Cancellation>();
-        }
+        self.lua.remove_app_data::<crate::modules::activity::ActivityCall>();
+        self.lua.remove_app_data::<crate::modules::http_client::Cancellation>();
         result
     }
 
@@ -163,14 +160,11 @@ impl ActivityVm {
             )
             .with_retryable(Some(false)));
         };
-        let with_context = context.is_some();
-        if with_context {
-            self.lua.set_app_data(crate::modules::ctx::CallContext(context.map(std::rc::Rc::new)));
+        if let Some(context) = context {
+            self.lua.set_app_data(crate::modules::ctx::CallContext(Some(std::rc::Rc::new(context))));
         }
         let result = self.call_inner(code, args).unwrap_or_else(|e| Err(Failure::from_lua_error(&e)));
-        if with_context {
-            self.lua.remove_app_data::<crate::modules::ctx::CallContext>();
-        }
+        self.lua.remove_app_data::<crate::modules::ctx::CallContext>();
         result
     }
 

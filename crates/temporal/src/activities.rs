@@ -58,7 +58,20 @@ fn activity_info(start: &Start, task_queue: &str) -> ActivityInfo {
     }
 }
 
+/// Runs the task's Lua function on this thread's VM; its time goes into `stats`.
 fn run_on_this_thread(
+    catalog: &Arc<FunctionCatalog>,
+    start: &Start,
+    call: Option<ActivityCall>,
+    stats: &LuaStats,
+) -> Result<tempest_lua::convert::Data, Failure> {
+    let began = std::time::Instant::now();
+    let outcome = call_function(catalog, start, call, stats);
+    stats.record_activity(began.elapsed());
+    outcome
+}
+
+fn call_function(
     catalog: &Arc<FunctionCatalog>,
     start: &Start,
     call: Option<ActivityCall>,
@@ -166,29 +179,35 @@ fn run_inline(
     let token = Rc::new(task_token);
     // Most functions never look at their call (no `activity` or `http_client` module): skip it.
     let call = catalog.reads_call(&start.activity_type).then(|| {
-        let described = start.clone();
-        let task_queue = task_queue.clone();
-        let heartbeat_worker = worker.clone();
-        let heartbeat_token = token.clone();
-        ActivityCall {
-            info: Rc::new(move || activity_info(&described, &task_queue)),
-            heartbeat: Rc::new(move |details: Option<tempest_lua::convert::Data>| {
-                heartbeat_worker.record_activity_heartbeat(ActivityHeartbeat {
-                    task_token: heartbeat_token.to_vec(),
-                    details: details.iter().map(to_payload).collect(),
-                });
-            }),
-            cancelled: never_cancelled.clone(),
-        }
+        activity_call(worker.clone(), start.clone(), task_queue.clone(), token.clone(), never_cancelled.clone())
     });
-    let began = std::time::Instant::now();
     let outcome = run_on_this_thread(catalog, &start, call, stats);
-    stats.record_activity(began.elapsed());
     if let Err(failure) = &outcome {
         tracing::debug!(activity_type = %start.activity_type, "activity failed: {}", failure.message);
     }
     let token = Rc::try_unwrap(token).unwrap_or_else(|shared| shared.to_vec());
     (token, outcome)
+}
+
+/// What the `activity` module reads for one task: its facts (built when asked), heartbeats sent
+/// to Core, and its cancellation flag.
+fn activity_call(
+    worker: Arc<Worker>,
+    start: Rc<Start>,
+    task_queue: Arc<str>,
+    task_token: Rc<Vec<u8>>,
+    cancelled: Arc<AtomicBool>,
+) -> ActivityCall {
+    ActivityCall {
+        info: Rc::new(move || activity_info(&start, &task_queue)),
+        heartbeat: Rc::new(move |details: Option<tempest_lua::convert::Data>| {
+            worker.record_activity_heartbeat(ActivityHeartbeat {
+                task_token: task_token.to_vec(),
+                details: details.iter().map(to_payload).collect(),
+            });
+        }),
+        cancelled,
+    }
 }
 
 fn completion(
@@ -225,26 +244,13 @@ struct Job {
 async fn execute(job: Job, task_token: Vec<u8>, start: Start, cancelled: Arc<AtomicBool>) {
     let Job { worker, catalog, stats, running, task_queue } = job;
     let activity_type = start.activity_type.clone();
-    let heartbeat_worker = worker.clone();
-    let heartbeat_token = task_token.clone();
+    let call_worker = worker.clone();
+    let call_token = task_token.clone();
     let flag = cancelled.clone();
     let run = move || {
         let start = Rc::new(start);
-        let described = start.clone();
-        let call = ActivityCall {
-            info: Rc::new(move || activity_info(&described, &task_queue)),
-            heartbeat: Rc::new(move |details: Option<tempest_lua::convert::Data>| {
-                heartbeat_worker.record_activity_heartbeat(ActivityHeartbeat {
-                    task_token: heartbeat_token.clone(),
-                    details: details.iter().map(to_payload).collect(),
-                });
-            }),
-            cancelled: flag,
-        };
-        let began = std::time::Instant::now();
-        let outcome = run_on_this_thread(&catalog, &start, Some(call), &stats);
-        stats.record_activity(began.elapsed());
-        outcome
+        let call = activity_call(call_worker, start.clone(), task_queue, Rc::new(call_token), flag);
+        run_on_this_thread(&catalog, &start, Some(call), &stats)
     };
     let outcome = tokio::task::spawn_blocking(run)
         .await
