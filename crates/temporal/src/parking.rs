@@ -25,6 +25,9 @@ use temporalio_common::protos::coresdk::workflow_commands::workflow_command::Var
 /// Runs whose logged commands outgrow this are not parked (Core's cache still holds them).
 const LOG_LIMIT_BYTES: usize = 16 * 1024;
 
+/// A run's log buffer to start with: a few activations' commands without growing.
+const FIRST_LOG_BYTES: usize = 512;
+
 /// What identifies one job when a replayed activation is matched against the log.
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobKey {
@@ -34,9 +37,6 @@ pub enum JobKey {
     Signal(String),
     Other(Discriminant<JobVariant>),
 }
-
-/// A run's log buffer to start with: a few activations' commands without growing.
-const FIRST_LOG_BYTES: usize = 512;
 
 fn closes_the_run(command: &CommandVariant) -> bool {
     matches!(
@@ -245,11 +245,10 @@ impl Parking {
         // A run evicted right after its replay was answered (say, for a query) keeps its log.
         let caught_up = self.waking.remove(run_id).filter(|w| w.answered == w.log.entries.len()).map(|w| w.log);
         let log = self.live.remove(run_id).or(caught_up);
-        let Some(log) = log.filter(|log| cache_full && !log.overflowed && self.capacity > 0) else {
+        let Some(mut log) = log.filter(|log| cache_full && !log.overflowed && self.capacity > 0) else {
             return (false, Vec::new());
         };
         self.parkings += 1;
-        let mut log = log;
         log.encoded.shrink_to_fit();
         log.entries.shrink_to_fit();
         self.parked.insert(run_id.to_owned(), (self.parkings, log));
