@@ -143,6 +143,7 @@ async fn start_worker(
         task_queue = %plan.task_queue,
         workflows = plan.engine.workflows.len(),
         activities = plan.functions.len(),
+        build_id = %plan.build_id(),
         "worker started"
     );
     Ok(RunningWorker { id: plan.id, stats, worker, loops })

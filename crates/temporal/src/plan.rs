@@ -4,6 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
+
 use tempest_lua::activity::{FunctionCatalog, FunctionCode};
 use tempest_lua::workflow::{ActivityTarget, EngineConfig, WorkflowCode};
 use tempest_registry::{EntryId, LuaEntry, Registration, Registry, Value, VersioningBehavior, WorkerOptions};
@@ -31,6 +33,60 @@ impl WorkerPlan {
 
     pub fn has_workflows(&self) -> bool {
         !self.engine.workflows.is_empty()
+    }
+
+    /// The build ID the worker reports: the versioned one, else `build_id`, else [`Self::code_build_id`].
+    pub fn build_id(&self) -> String {
+        match (&self.options.versioning, &self.options.build_id) {
+            (Some(v), _) => v.build_id.clone(),
+            (None, Some(id)) => id.clone(),
+            (None, None) => self.code_build_id(),
+        }
+    }
+
+    /// `tempest-` and 16 hex digits of a SHA-256 over this Tempest version and the code the worker
+    /// runs: its workflows and activity functions (sources, methods, modules) and the activities
+    /// its workflows call (types, queues, option defaults). It changes exactly when that code does,
+    /// like the official SDKs' default (a checksum of the loaded code or of the binary).
+    ///
+    /// A worker never goes without one: the server does measurably more work per workflow task for
+    /// a worker that reports an empty build ID.
+    pub fn code_build_id(&self) -> String {
+        fn field(hash: &mut Sha256, bytes: &[u8]) {
+            hash.update((bytes.len() as u64).to_le_bytes());
+            hash.update(bytes);
+        }
+        let mut hash = Sha256::new();
+        field(&mut hash, env!("CARGO_PKG_VERSION").as_bytes());
+        let mut workflows: Vec<&WorkflowCode> = self.engine.workflows.iter().collect();
+        workflows.sort_by(|a, b| a.type_name.cmp(&b.type_name));
+        for w in workflows {
+            for part in [&w.type_name, &w.entry_id, &w.method, &w.source].into_iter().chain(&w.modules) {
+                field(&mut hash, part.as_bytes());
+            }
+        }
+        let mut functions: Vec<&FunctionCode> = self.functions.iter().collect();
+        functions.sort_by(|a, b| a.entry_id.cmp(&b.entry_id));
+        for f in functions {
+            for part in [&f.entry_id, &f.method, &f.source].into_iter().chain(&f.modules) {
+                field(&mut hash, part.as_bytes());
+            }
+        }
+        let mut targets: Vec<(&String, &ActivityTarget)> = self.engine.activities.iter().collect();
+        targets.sort_by(|a, b| a.0.cmp(b.0));
+        for (name, target) in targets {
+            field(&mut hash, name.as_bytes());
+            field(&mut hash, target.type_name.as_bytes());
+            field(&mut hash, &[u8::from(target.local)]);
+            field(&mut hash, target.task_queue.as_deref().unwrap_or_default().as_bytes());
+            for (key, value) in &target.defaults {
+                field(&mut hash, key.as_bytes());
+                field(&mut hash, value.to_string().as_bytes());
+            }
+        }
+        let digest = hash.finalize();
+        let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("tempest-{hex}")
     }
 }
 
@@ -155,7 +211,7 @@ pub fn core_config(plan: &WorkerPlan) -> Result<WorkerConfig, String> {
             })
             .build(),
         ),
-        None => WorkerVersioningStrategy::None { build_id: o.build_id.clone().unwrap_or_default() },
+        None => WorkerVersioningStrategy::None { build_id: plan.build_id() },
     };
     let positive = |rate: f64| (rate > 0.0).then_some(rate);
     WorkerConfig::builder()
@@ -178,4 +234,60 @@ pub fn core_config(plan: &WorkerPlan) -> Result<WorkerConfig, String> {
         .maybe_max_heartbeat_throttle_interval(o.max_heartbeat_throttle_interval)
         .maybe_default_heartbeat_throttle_interval(o.default_heartbeat_throttle_interval)
         .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(workflow_source: &str) -> WorkerPlan {
+        let workflow = WorkflowCode {
+            type_name: "Orders".into(),
+            entry_id: "app:orders".into(),
+            chunk_name: "orders.lua".into(),
+            source: workflow_source.into(),
+            method: "main".into(),
+            modules: vec!["funcs".into()],
+        };
+        let echo = ActivityTarget { type_name: "app:echo".into(), ..ActivityTarget::default() };
+        WorkerPlan {
+            id: EntryId::new("app", "worker"),
+            client: EntryId::new("app", "client"),
+            namespace: "default".into(),
+            task_queue: "orders".into(),
+            options: WorkerOptions::default(),
+            engine: EngineConfig {
+                workflows: vec![workflow],
+                activities: HashMap::from([("app:echo".to_owned(), echo)]),
+                deadlock_timeout: std::time::Duration::from_secs(1),
+                pid_host: "app:client@app:worker".into(),
+            },
+            functions: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn without_build_id_the_worker_reports_a_hash_of_its_code() {
+        let id = plan("return { main = function() return 1 end }").build_id();
+        assert!(id.starts_with("tempest-") && id.len() == "tempest-".len() + 16, "{id}");
+        assert_eq!(id, plan("return { main = function() return 1 end }").build_id(), "stable for the same code");
+        assert_ne!(id, plan("return { main = function() return 2 end }").build_id(), "changes with the code");
+
+        let mut other_default = plan("return { main = function() return 1 end }");
+        let echo = other_default.engine.activities.get_mut("app:echo").expect("echo target");
+        echo.defaults.insert("activity.start_to_close_timeout".into(), "5s".into());
+        assert_ne!(id, other_default.build_id(), "changes with an activity's option defaults");
+    }
+
+    #[test]
+    fn a_configured_build_id_wins() {
+        let mut named = plan("return {}");
+        named.options.build_id = Some("release-7".into());
+        assert_eq!(named.build_id(), "release-7");
+        let config = core_config(&named).expect("config");
+        assert_eq!(config.versioning_strategy.build_id(), "release-7");
+        assert!(
+            core_config(&plan("return {}")).expect("config").versioning_strategy.build_id().starts_with("tempest-")
+        );
+    }
 }

@@ -5,6 +5,7 @@ mod common;
 
 use common::{Project, assert_replays, execute};
 use serde_json::json;
+use tempest_registry::EntryId;
 use temporalio_common::protos::temporal::api::history::v1::history_event::Attributes;
 
 const ENTRIES: &str = r#"  - name: flow
@@ -144,6 +145,20 @@ async fn activities_sequential_concurrent_and_failures() {
         .filter(|attempt| *attempt > 1)
         .collect();
     assert_eq!(flaky_attempts, vec![3], "only the retried activity has attempts > 1");
+    // Without `build_id`, every workflow task completion carries the hash of the worker's code.
+    let plan = tempest_temporal::worker_plan(&registry, &EntryId::new("app", "worker")).expect("worker plan");
+    let build_ids: Vec<&str> = history
+        .events
+        .iter()
+        .filter_map(|e| match &e.attributes {
+            Some(Attributes::WorkflowTaskCompletedEventAttributes(a)) => {
+                Some(a.worker_version.as_ref().map_or("", |v| v.build_id.as_str()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(plan.build_id().starts_with("tempest-"), "{}", plan.build_id());
+    assert!(!build_ids.is_empty() && build_ids.iter().all(|id| *id == plan.build_id()), "{build_ids:?}");
     assert_replays(&registry, "activities-1").await;
 }
 
