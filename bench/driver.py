@@ -385,7 +385,23 @@ def summarize(rows: list[dict]) -> list[dict]:
         m["like_floor"] = like and like["kind"]
         m["cpu_x_like_floor"] = ratio(m["cpu_ms_per_wf"], like and like["cpu_ms_per_wf"])
         m["wf_per_s_x_like_floor"] = ratio(m["wf_per_s"], like and like["wf_per_s"])
+        if like:
+            m["rounds_x_like_floor"] = round_ratios(rows, m["kind"], like["kind"])
     return means
+
+
+def round_ratios(rows: list[dict], kind: str, base: str) -> dict | None:
+    """Ratios of `kind` to `base` within each round (runs with the same number, next to each
+    other in time): the machine's drift between rounds cancels out. Median and range over rounds."""
+    runs = {(r["kind"], r["run"]): r for r in rows}
+    pairs = [(r, runs[(base, r["run"])]) for r in rows if r["kind"] == kind and (base, r["run"]) in runs]
+    if len(pairs) < 2:
+        return None
+    out = {"rounds": len(pairs)}
+    for key in ("cpu_ms_per_wf", "wf_per_s"):
+        values = sorted(a[key] / b[key] for a, b in pairs)
+        out[key] = {"median": statistics.median(values), "min": values[0], "max": values[-1]}
+    return out
 
 
 def fmt(v, spec):
@@ -410,6 +426,13 @@ def print_throughput(rows, means, n):
               f"{m['peak_rss_mb']:>9.1f}{m['transitions_per_wf']:>9.1f}{fmt(m['cpu_x_floor'], '.2f'):>8}"
               f"{fmt(m['wf_per_s_x_floor'], '.2f'):>8}{fmt(m['rss_x_floor'], '.2f'):>8}"
               f"{fmt(m['cpu_x_like_floor'], '.2f'):>8}{fmt(m['wf_per_s_x_like_floor'], '.2f'):>9}")
+    for m in means:
+        rounds = m.get("rounds_x_like_floor")
+        if rounds:
+            cpu, wfs = rounds["cpu_ms_per_wf"], rounds["wf_per_s"]
+            print(f"{m['kind']} against {m['like_floor']} round by round ({rounds['rounds']} rounds): CPU x "
+                  f"median {cpu['median']:.2f} (range {cpu['min']:.2f}-{cpu['max']:.2f}), wf/s x median "
+                  f"{wfs['median']:.2f} (range {wfs['min']:.2f}-{wfs['max']:.2f})")
     print("\nSettings:")
     for kind in dict.fromkeys(r["kind"] for r in rows):
         print(f"  {kind}: {SETTINGS[kind]}")
