@@ -22,7 +22,10 @@ pub(crate) type TaskId = usize;
 /// VM's app data holds one slot from start-up on (as do its entropy and clock sources): an
 /// activation only fills it and empties it, without allocating.
 #[derive(Clone, Default)]
-pub(crate) struct ActiveRun(Rc<RefCell<Option<(Rc<RefCell<RunCore>>, i128)>>>);
+pub(crate) struct ActiveRun(Rc<RefCell<Option<Activating>>>);
+
+/// The executing run and the activation's time in Unix nanoseconds.
+type Activating = (Rc<RefCell<RunCore>>, i128);
 
 impl ActiveRun {
     pub(crate) fn run(&self) -> Option<Rc<RefCell<RunCore>>> {

@@ -1,5 +1,6 @@
 //! Engine tests without a server: activations in, commands out.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use super::*;
@@ -11,6 +12,10 @@ fn engine(source: &str) -> WorkflowEngine {
 }
 
 fn engine_with(source: &str, modules: &[&str]) -> WorkflowEngine {
+    engine_calling(source, modules, Default::default())
+}
+
+fn engine_calling(source: &str, modules: &[&str], activities: HashMap<String, ActivityTarget>) -> WorkflowEngine {
     WorkflowEngine::new(EngineConfig {
         workflows: vec![WorkflowCode {
             type_name: "test:wf".into(),
@@ -20,7 +25,7 @@ fn engine_with(source: &str, modules: &[&str]) -> WorkflowEngine {
             method: "main".into(),
             modules: modules.iter().map(|m| m.to_string()).collect(),
         }],
-        activities: Default::default(),
+        activities,
         deadlock_timeout: Duration::from_millis(200),
         pid_host: "app:client@app:worker".into(),
     })
@@ -189,6 +194,61 @@ fn invalid_options_return_an_error() {
     );
     let text = completed(&commands(e.activate(start(vec![]))));
     assert!(text.as_str().unwrap().contains("unknown option `start_to_close_timeout`"), "{text}");
+}
+
+#[test]
+fn an_executor_applies_its_options_to_every_call_over_each_targets_defaults() {
+    let slow = ActivityTarget {
+        type_name: "app:slow".into(),
+        defaults: [("activity.heartbeat_timeout".to_owned(), json!("5s"))].into(),
+        ..ActivityTarget::default()
+    };
+    let fast = ActivityTarget { type_name: "app:fast".into(), ..ActivityTarget::default() };
+    let mut e = engine_calling(
+        r#"
+        local funcs = require("funcs")
+        return { main = function()
+          local ex = funcs.new():with_options({ ["activity.start_to_close_timeout"] = "30s" })
+          ex:async("app:fast")
+          ex:async("app:slow")
+          ex:with_context({ tenant = "t1" }):async("app:fast")
+          ex:async("app:slow")
+          local bad = funcs.new():with_options({ ["activity.heartbeat_timeout"] = "soon" })
+          local _, e1 = bad:async("app:fast")
+          local _, e2 = bad:async("app:fast")
+          return { e1:message(), e2:message() }
+        end }
+        "#,
+        &["funcs"],
+        [("app:slow".to_owned(), slow), ("app:fast".to_owned(), fast)].into(),
+    );
+    let cmds = commands(e.activate(start(vec![])));
+    let scheduled: Vec<(&str, Option<Duration>, Option<Duration>)> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Command::ScheduleActivity(s) => {
+                Some((s.activity_type.as_str(), s.options.start_to_close, s.options.heartbeat))
+            }
+            _ => None,
+        })
+        .collect();
+    let thirty = Some(Duration::from_secs(30));
+    let five = Some(Duration::from_secs(5));
+    assert_eq!(
+        scheduled,
+        vec![
+            ("app:fast", thirty, None),
+            ("app:slow", thirty, five),
+            ("app:fast", thirty, None),
+            ("app:slow", thirty, five)
+        ]
+    );
+    let errors = completed(&cmds);
+    assert_eq!(errors[0], errors[1], "a bad option fails every call the same way");
+    assert!(
+        errors[0].as_str().unwrap().starts_with("funcs.call(app:fast): option `activity.heartbeat_timeout`"),
+        "{errors}"
+    );
 }
 
 #[test]
