@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -521,6 +522,9 @@ def server_delta(before: dict[str, float], after: dict[str, float], n: int) -> d
 
 
 async def run(args) -> None:
+    # SIGTERM (e.g. `pkill -f driver.py`) cancels the run, so its `finally` blocks stop the worker
+    # and the server instead of leaving them running (a left-over worker keeps its binary busy).
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
     OUT.mkdir(exist_ok=True)
     server, address = start_server()
     try:
