@@ -40,7 +40,8 @@ FLOORS = {
     "floor-st": FLOOR_BIN / "core-floor-nogzip-st",
     # Control experiments, run only when asked (--kinds): floor-st burning the CPU a language
     # layer would (FLOOR_SPIN_WF_US per activation, FLOOR_SPIN_ACT_US per activity), and floor-st
-    # sending Tempest's request contents; floor-st with its workflow loop in a LocalSet.
+    # sending the request contents Tempest had before it reported a build ID; floor-st with its
+    # workflow loop in a LocalSet.
     "floor-spin": FLOOR_BIN / "core-floor-nogzip-st-spin",
     "floor-mimic": FLOOR_BIN / "core-floor-nogzip-st-mimic",
     "floor-local": FLOOR_BIN / "core-floor-nogzip-st-local",
@@ -60,8 +61,8 @@ SETTINGS = {
     "floor-spin": "floor-st plus a busy loop of FLOOR_SPIN_WF_US µs per activation and FLOOR_SPIN_ACT_US µs per activity "
                   f"(now {os.environ.get('FLOOR_SPIN_WF_US', '0')} and {os.environ.get('FLOOR_SPIN_ACT_US', '0')})",
     "floor-local": "floor-st with its workflow loop and completions in a LocalSet, as Tempest runs them",
-    "floor-mimic": "floor-st with Tempest's request contents (no build ID, pid@vm identity, client name tempest, "
-                   "activity type bench:echo)",
+    "floor-mimic": "floor-st with Tempest's request contents before 0b8fa9b (no build ID, pid@vm identity, "
+                   "client name tempest, activity type bench:echo)",
     "tempest": f"tempest run bench/tempest: {COMMON}; up to 20000 parked (command logs kept); eager activities on (Tempest default); gzip off on loopback, "
                "one thread for Core and Lua (Tempest defaults); RUST_LOG unset (Tempest's default filter)",
     "tempest-b": "as tempest, with the binary in TEMPEST_B_BIN (A/B of a change)",

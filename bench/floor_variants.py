@@ -8,7 +8,7 @@
     floor_variants.py SRC DEST nogzip+st+spin  -> floor-st plus a busy loop per activation and per
                                            activity (FLOOR_SPIN_WF_US, FLOOR_SPIN_ACT_US): a
                                            stand-in for a language layer's CPU
-    floor_variants.py SRC DEST nogzip+st+mimic -> floor-st sending Tempest's request contents
+    floor_variants.py SRC DEST nogzip+st+mimic -> floor-st sending Tempest's request contents before it reported a build ID
     floor_variants.py SRC DEST nogzip+st+local -> floor-st with its workflow loop in a LocalSet
 Variants combine with `+`.
 """
@@ -77,7 +77,7 @@ def apply(text: str, variant: str) -> str:
         text = patch(text, "CoreRuntime, PollError, PollerBehavior, RuntimeOptions, TokioRuntimeBuilder, Worker,",
                      "CoreRuntime, PollError, PollerBehavior, RuntimeOptions, Worker,")
     elif variant == "mimic":
-        # Tempest's request contents: empty build ID, `pid@vm` identity, client name `tempest`,
+        # Tempest's request contents before 0b8fa9b: empty build ID, `pid@vm` identity, client name `tempest`,
         # activity type `bench:echo`. Shows whether the server treats Tempest's requests
         # differently. It does: with no build ID the server spends ~10% more CPU per workflow.
         text = patch(text, 'WorkerVersioningStrategy::None { build_id: "core-floor".into() }', 'WorkerVersioningStrategy::None { build_id: String::new() }')
