@@ -118,6 +118,7 @@ async fn start_worker(
     let context = RunContext { namespace: plan.namespace.clone(), task_queue: plan.task_queue.clone() };
     let stats = Arc::new(stats::LuaStats::default());
     let config = plan::core_config(&plan).map_err(worker_error)?;
+    let build_id = config.versioning_strategy.build_id().to_owned();
     let worker = Arc::new(init_worker(core, config, connection).map_err(|e| worker_error(e.to_string()))?);
     worker.validate().await.map_err(|e| worker_error(format!("namespace `{}`: {e}", plan.namespace)))?;
     let mut loops = Vec::new();
@@ -143,7 +144,7 @@ async fn start_worker(
         task_queue = %plan.task_queue,
         workflows = plan.engine.workflows.len(),
         activities = plan.functions.len(),
-        build_id = %plan.build_id(),
+        build_id = %build_id,
         "worker started"
     );
     Ok(RunningWorker { id: plan.id, stats, worker, loops })
