@@ -471,7 +471,10 @@ def plan(args) -> list[tuple[str, int]]:
 
 
 def start_server() -> tuple[Proc, str]:
-    port, metrics_port = free_port(), free_port()
+    port = free_port()
+    metrics_port = free_port()
+    while metrics_port == port:
+        metrics_port = free_port()
     server = Proc("dev server", [str(TEMPORAL), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
                                  "--port", str(port), "--metrics-port", str(metrics_port),
                                  "--log-level", "warn"],
@@ -527,9 +530,8 @@ async def run(args) -> None:
     # and the server instead of leaving them running (a left-over worker keeps its binary busy).
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
     OUT.mkdir(exist_ok=True)
-    server, address = start_server()
+    server, address, client = await serve()
     try:
-        client = await connect(address, server)
         bench = Bench(args, client, address, server)
         rows, replay, memory = [], None, []
         if not args.skip_throughput:
@@ -538,8 +540,7 @@ async def run(args) -> None:
                 if args.fresh_server and index > 0:
                     # A new in-memory server per run: no drift from the runs before.
                     server.stop()
-                    server, address = start_server()
-                    bench.client = await connect(address, server)
+                    server, address, bench.client = await serve()
                     bench.address, bench.server = address, server
                 rows.append(await bench.throughput(kind, i))
         if args.replay:
@@ -563,6 +564,22 @@ async def run(args) -> None:
         print(f"\nresults: {path.relative_to(ROOT)}  (worker logs: {bench.logs.relative_to(ROOT)})")
     finally:
         server.stop()
+
+
+async def serve(attempts: int = 3) -> tuple[Proc, str, Client]:
+    """A dev server and a client connected to it. A server that exits while starting (its port
+    was taken between choosing and binding it) is started again on new ports."""
+    for attempt in range(attempts):
+        server, address = start_server()
+        try:
+            return server, address, await connect(address, server)
+        except RuntimeError:
+            exited = server.popen.poll() is not None
+            server.stop()
+            if not exited or attempt == attempts - 1:
+                raise
+            print(f"dev server on {address} exited while starting; retrying on new ports", flush=True)
+    raise AssertionError("unreachable")
 
 
 async def connect(address: str, server: Proc) -> Client:
