@@ -56,8 +56,8 @@ KINDS = ("floor", "floor-nogzip", "floor-st", "floor-spin", "floor-mimic", "floo
 COMMON = "1000 cached wf, 100 wf-task / 100 activity slots, 5+5 pollers, sticky 10s"
 SETTINGS = {
     "floor": f"core-floor (Core 0.10.1, hard-coded state machine): {COMMON}; eager activities on (Core default); gzip on (Core default)",
-    "floor-nogzip": f"core-floor with gRPC compression off, as Tempest uses on loopback: {COMMON}",
-    "floor-st": f"core-floor with gRPC compression off on a single-threaded tokio runtime, as Tempest runs: {COMMON}",
+    "floor-nogzip": f"core-floor with gRPC compression off, as Tempest uses on loopback, built as Tempest (LTO): {COMMON}",
+    "floor-st": f"core-floor with gRPC compression off on a single-threaded tokio runtime, as Tempest runs, built as Tempest (LTO): {COMMON}",
     "floor-spin": "floor-st plus a busy loop of FLOOR_SPIN_WF_US µs per activation and FLOOR_SPIN_ACT_US µs per activity "
                   f"(now {os.environ.get('FLOOR_SPIN_WF_US', '0')} and {os.environ.get('FLOOR_SPIN_ACT_US', '0')})",
     "floor-local": "floor-st with its workflow loop and completions in a LocalSet, as Tempest runs them",
