@@ -471,10 +471,7 @@ def plan(args) -> list[tuple[str, int]]:
 
 
 def start_server() -> tuple[Proc, str]:
-    port = free_port()
-    metrics_port = free_port()
-    while metrics_port == port:
-        metrics_port = free_port()
+    port, metrics_port = free_port(), free_port()
     server = Proc("dev server", [str(TEMPORAL), "server", "start-dev", "--headless", "--ip", "127.0.0.1",
                                  "--port", str(port), "--metrics-port", str(metrics_port),
                                  "--log-level", "warn"],
