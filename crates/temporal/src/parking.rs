@@ -12,7 +12,7 @@
 //! parked state is dropped and the activations seen so far are replayed through a fresh Lua run,
 //! exactly what happens to a run that was not parked.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::mem::Discriminant;
 
 use prost::Message;
@@ -21,6 +21,10 @@ use temporalio_common::protos::coresdk::workflow_activation::{
 };
 use temporalio_common::protos::coresdk::workflow_commands::WorkflowCommand;
 use temporalio_common::protos::coresdk::workflow_commands::workflow_command::Variant as CommandVariant;
+
+/// Maps keyed by run ID, looked up on every activation: hashed with foldhash (run IDs come from
+/// the server).
+type RunMap<V> = std::collections::HashMap<String, V, foldhash::fast::RandomState>;
 
 /// Runs whose logged commands outgrow this are not parked (Core's cache still holds them).
 const LOG_LIMIT_BYTES: usize = 16 * 1024;
@@ -145,10 +149,10 @@ pub struct ParkingStats {
 #[derive(Debug, Default)]
 pub struct Parking {
     capacity: usize,
-    live: HashMap<String, RunLog>,
+    live: RunMap<RunLog>,
     /// Parked runs with the number of their parking (a run can be parked, woken, parked again).
-    parked: HashMap<String, (u64, RunLog)>,
-    waking: HashMap<String, Waking>,
+    parked: RunMap<(u64, RunLog)>,
+    waking: RunMap<Waking>,
     /// Park order, oldest first; entries whose run was woken since are skipped.
     order: VecDeque<(u64, String)>,
     parkings: u64,
@@ -254,7 +258,7 @@ impl Parking {
         self.parked.insert(run_id.to_owned(), (self.parkings, log));
         self.order.push_back((self.parkings, run_id.to_owned()));
         self.stats.parked += 1;
-        let is_current = |parked: &HashMap<String, (u64, RunLog)>, (parking, id): &(u64, String)| {
+        let is_current = |parked: &RunMap<(u64, RunLog)>, (parking, id): &(u64, String)| {
             parked.get(id).is_some_and(|(current, _)| current == parking)
         };
         let mut dropped = Vec::new();

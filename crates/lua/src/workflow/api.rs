@@ -297,8 +297,7 @@ pub(crate) fn activity_options(
     Ok(options)
 }
 
-fn options_table(options: Option<Table>) -> Result<BTreeMap<String, serde_json::Value>, Failure> {
-    let Some(table) = options else { return Ok(BTreeMap::new()) };
+fn options_table(table: &Table) -> Result<BTreeMap<String, serde_json::Value>, Failure> {
     let mut out = BTreeMap::new();
     for pair in table.pairs::<String, Value>() {
         let (key, value) = pair.map_err(|e| Failure::invalid(format!("options: {e}")))?;
@@ -308,13 +307,47 @@ fn options_table(options: Option<Table>) -> Result<BTreeMap<String, serde_json::
     Ok(out)
 }
 
+/// An executor's options or context (`funcs.new():with_options{...}`), converted once when the
+/// executor is made instead of on every call through it. Options also keep what the last call
+/// resolved them to: an executor usually calls one target.
+pub(crate) struct Prepared {
+    values: Result<BTreeMap<String, serde_json::Value>, Failure>,
+    last: RefCell<Option<Rc<Resolved>>>,
+}
+
+impl UserData for Prepared {}
+
+/// A call target with its options: the entry's defaults overlaid by the executor's.
+struct Resolved {
+    id: String,
+    activity_type: String,
+    local: bool,
+    options: ActivityOptions,
+}
+
+/// Finds the target `id` names and validates its options over its defaults.
+fn resolve(run: &RunCore, id: &str, overrides: &BTreeMap<String, serde_json::Value>) -> Result<Resolved, Failure> {
+    let targets = &run.activity_targets;
+    let target = targets.get(id).or_else(|| targets.get(&format!("{}:{id}", run.namespace_of_entry)));
+    let no_defaults = BTreeMap::new();
+    let (activity_type, local, defaults, home_queue) = match target {
+        Some(t) => (t.type_name.clone(), t.local, &t.defaults, t.task_queue.as_ref()),
+        None => (id.to_owned(), false, &no_defaults, None),
+    };
+    let mut options = activity_options(defaults, overrides).map_err(|f| f.wrap(&format!("funcs.call({id})")))?;
+    if options.task_queue.is_none() {
+        options.task_queue = home_queue.cloned();
+    }
+    Ok(Resolved { id: id.to_owned(), activity_type, local, options })
+}
+
 /// `funcs.async` / `funcs.call` / executor calls: schedule an activity. Returns its future, or
 /// for a blocking call (`direct`) made by a task, the call's key for `activity_result`: the
 /// running task waits for it without a future or a channel.
 fn start_activity(
     lua: &Lua,
-    options: Option<Table>,
-    context: Option<Table>,
+    options: Option<AnyUserData>,
+    context: Option<AnyUserData>,
     id: Value,
     args: MultiValue,
     direct: bool,
@@ -326,27 +359,30 @@ fn start_activity(
             return fail(Failure::invalid(format!("funcs.call: expected a function ID, got {}", other.type_name())));
         }
     };
+    let options = options.map(|ud| ud.borrow::<Prepared>()).transpose()?;
+    let context = context.map(|ud| ud.borrow::<Prepared>()).transpose()?;
     let run = active_run(lua)?;
     let mut run = run.borrow_mut();
-    // Borrowed from the worker's shared table: the defaults are only read.
-    let targets = run.activity_targets.clone();
-    let target = targets.get(&id).or_else(|| targets.get(&format!("{}:{id}", run.namespace_of_entry)));
-    let no_defaults = BTreeMap::new();
-    let (activity_type, local, defaults, home_queue) = match target {
-        Some(t) => (t.type_name.clone(), t.local, &t.defaults, t.task_queue.as_ref()),
-        None => (id.clone(), false, &no_defaults, None),
+    let last = options.as_ref().and_then(|p| p.last.borrow().clone()).filter(|r| r.id == id);
+    let resolved = match last {
+        Some(resolved) => resolved,
+        None => {
+            let no_overrides = BTreeMap::new();
+            let overrides = match options.as_ref().map(|p| &p.values) {
+                None => &no_overrides,
+                Some(Ok(values)) => values,
+                Some(Err(failure)) => return fail(failure.clone()),
+            };
+            let resolved = match resolve(&run, &id, overrides) {
+                Ok(r) => Rc::new(r),
+                Err(failure) => return fail(failure),
+            };
+            if let Some(p) = &options {
+                *p.last.borrow_mut() = Some(resolved.clone());
+            }
+            resolved
+        }
     };
-    let overrides = match options_table(options) {
-        Ok(o) => o,
-        Err(failure) => return fail(failure),
-    };
-    let mut options = match activity_options(defaults, &overrides) {
-        Ok(o) => o,
-        Err(failure) => return fail(failure.wrap(&format!("funcs.call({id})"))),
-    };
-    if options.task_queue.is_none() {
-        options.task_queue = home_queue.cloned();
-    }
     let mut data = Vec::with_capacity(args.len());
     for (i, arg) in args.iter().enumerate() {
         match to_data(arg) {
@@ -357,22 +393,29 @@ fn start_activity(
             }
         }
     }
-    let mut call_context = run.context.as_deref().cloned().unwrap_or_default();
-    if let Some(extra) = context {
-        match options_table(Some(extra)) {
-            Ok(values) => call_context.extend(values),
-            Err(failure) => return fail(failure.wrap("with_context")),
+    let extra = match context.as_ref().map(|p| &p.values) {
+        Some(Ok(values)) if !values.is_empty() => Some(values),
+        Some(Err(failure)) => return fail(failure.clone().wrap("with_context")),
+        _ => None,
+    };
+    let context = match (run.context.as_deref(), extra) {
+        (None, None) => None,
+        (Some(base), None) => (!base.is_empty()).then(|| base.clone()),
+        (base, Some(extra)) => {
+            let mut call_context = base.cloned().unwrap_or_default();
+            call_context.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Some(call_context)
         }
-    }
-    let context = (!call_context.is_empty()).then_some(call_context);
+    };
+    let local = resolved.local;
     let seq = run.next_activity();
     let waiter = if direct { run.current.map(|task| (task, seq)) } else { None };
     let channel = waiter.is_none().then(|| Channel::new(1));
     let schedule = ScheduleActivity {
         seq,
-        activity_type,
+        activity_type: resolved.activity_type.clone(),
         args: data,
-        options,
+        options: resolved.options.clone(),
         local,
         context,
         attempt: 1,
@@ -409,12 +452,18 @@ pub(crate) fn register_primitives(lua: &Lua, primitives: &Table) -> mlua::Result
         primitives.raw_set(
             name,
             lua.create_function(
-                move |lua, (options, context, id, args): (Option<Table>, Option<Table>, Value, MultiValue)| {
+                move |lua, (options, context, id, args): (Option<AnyUserData>, Option<AnyUserData>, Value, MultiValue)| {
                     start_activity(lua, options, context, id, args, direct)
                 },
             )?,
         )?;
     }
+    primitives.raw_set(
+        "prepare",
+        lua.create_function(|_, table: Table| {
+            Ok(Prepared { values: options_table(&table), last: RefCell::new(None) })
+        })?,
+    )?;
     primitives.raw_set(
         "activity_result",
         lua.create_function(|lua, key: u32| {

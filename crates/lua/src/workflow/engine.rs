@@ -4,6 +4,8 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+
+use super::FastMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -84,7 +86,7 @@ pub struct WorkflowEngine {
     /// The run whose activation executes (the VM's app data shares it).
     active: ActiveRun,
     definitions: HashMap<String, Rc<Definition>>,
-    runs: HashMap<String, Run>,
+    runs: FastMap<String, Run>,
     main: Function,
     env_meta: Table,
     deadlock_timeout: Duration,
@@ -171,7 +173,7 @@ impl WorkflowEngine {
             lua,
             active,
             definitions,
-            runs: HashMap::new(),
+            runs: FastMap::default(),
             main,
             env_meta,
             deadlock_timeout,

@@ -21,6 +21,10 @@ use std::time::{Duration, SystemTime};
 use crate::convert::Data;
 use crate::failure::Failure;
 
+/// The engine's maps keyed by run IDs and sequence numbers, which every activation looks up:
+/// hashed with foldhash (the keys come from the server and the engine, not from an attacker).
+type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// One workflow definition: a `workflow.lua` entry.
 #[derive(Debug, Clone)]
 pub struct WorkflowCode {

@@ -110,8 +110,11 @@ local function call(options, context, id, ...)
   end
 end
 
+-- An executor keeps its options and context as tables (for merging) and as converted once
+-- (`prepared_*`), so a call through it converts nothing.
 local Executor = {}
 Executor.__index = Executor
+local prepare = P.prepare
 
 local function merged(a, b)
   local out = {}
@@ -120,23 +123,32 @@ local function merged(a, b)
   return out
 end
 
+local function executor(options, prepared_options, context, prepared_context)
+  return setmetatable({ options = options, prepared_options = prepared_options, context = context,
+    prepared_context = prepared_context }, Executor)
+end
+
 function Executor:with_options(options)
   if type(options) ~= "table" then return nil, P.invalid("with_options expects a table") end
-  return setmetatable({ options = merged(self.options, options), context = self.context }, Executor)
+  local all = merged(self.options, options)
+  return executor(all, prepare(all), self.context, self.prepared_context)
 end
 
 function Executor:with_context(values)
   if type(values) ~= "table" then return nil, P.invalid("with_context expects a table") end
-  return setmetatable({ options = self.options, context = merged(self.context, values) }, Executor)
+  local all = merged(self.context, values)
+  return executor(self.options, self.prepared_options, all, prepare(all))
 end
 
-function Executor:call(id, ...) return call(self.options, self.context, id, ...) end
-function Executor:async(id, ...) return P.activity(self.options, self.context, id, ...) end
+function Executor:call(id, ...) return call(self.prepared_options, self.prepared_context, id, ...) end
+function Executor:async(id, ...)
+  return P.activity(self.prepared_options, self.prepared_context, id, ...)
+end
 
 M.funcs = {
   call = function(id, ...) return call(nil, nil, id, ...) end,
   async = function(id, ...) return P.activity(nil, nil, id, ...) end,
-  new = function() return setmetatable({ options = {}, context = {} }, Executor) end,
+  new = function() return executor({}, nil, {}, nil) end,
 }
 
 -- Timers: a durable timer that wakes the sleeping task.

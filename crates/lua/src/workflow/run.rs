@@ -6,6 +6,8 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
+
+use super::FastMap;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
@@ -135,10 +137,10 @@ pub(crate) struct RunCore {
     pub(crate) current: Option<TaskId>,
     pub(crate) next_timer_seq: u32,
     pub(crate) next_activity_seq: u32,
-    pub(crate) timers: HashMap<u32, TimerTarget>,
-    pub(crate) activities: HashMap<u32, Rc<RefCell<FutureState>>>,
+    pub(crate) timers: FastMap<u32, TimerTarget>,
+    pub(crate) activities: FastMap<u32, Rc<RefCell<FutureState>>>,
     /// Outcomes of `funcs.call`s, by call key, until the blocked task takes them.
-    pub(crate) call_results: HashMap<u32, Result<crate::convert::Data, Failure>>,
+    pub(crate) call_results: FastMap<u32, Result<crate::convert::Data, Failure>>,
     pub(crate) commands: Vec<Command>,
     /// Where in the Lua code each of `commands` was issued (`file.lua:12`), when known.
     pub(crate) sites: Vec<Option<String>>,
@@ -192,9 +194,9 @@ impl RunCore {
             current: None,
             next_timer_seq: 1,
             next_activity_seq: 1,
-            timers: HashMap::new(),
-            activities: HashMap::new(),
-            call_results: HashMap::new(),
+            timers: FastMap::default(),
+            activities: FastMap::default(),
+            call_results: FastMap::default(),
             commands: Vec::new(),
             sites: Vec::new(),
             last_issued: Vec::new(),
