@@ -7,13 +7,15 @@ use std::collections::HashMap;
 
 use super::FastMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mlua::{
-    Function, HookTriggers, LightUserData, Lua, MultiValue, Table, ThreadStatus, UserDataFields, Value, VmState,
+    Function, HookTriggers, LightUserData, Lua, MultiValue, Table, Thread, ThreadStatus, UserDataFields, Value, VmState,
 };
 
 use super::run::{ActiveRun, RunCore, active_run};
+use super::watchdog::{self, Watch};
 use super::{
     Activation, ActivityOutcome, ActivityTarget, Command, Completion, Job, TaskFailure, WorkflowCode, api, channel,
     time_api,
@@ -34,8 +36,9 @@ pub const MEMORY_PER_ACTIVATION: usize = 64 * 1024 * 1024;
 /// per workflow; resident memory per idle run unchanged.
 const GC_PAUSE_PERCENT: std::os::raw::c_int = 400;
 
-/// How often (in VM instructions) the deadlock deadline is checked.
-const DEADLOCK_CHECK_INSTRUCTIONS: u32 = 10_000;
+/// How often (in VM instructions) an armed deadlock hook checks the deadline: after the first
+/// check raised `TMPRL1101`, code that caught it still gets this many instructions to return.
+pub(crate) const DEADLOCK_CHECK_INSTRUCTIONS: u32 = 10_000;
 
 /// The modules a workflow may `require`: deterministic ones only.
 pub const WORKFLOW_MODULES: &[&str] =
@@ -90,6 +93,9 @@ pub struct WorkflowEngine {
     main: Function,
     env_meta: Table,
     deadlock_timeout: Duration,
+    /// The deadlock watchdog's view of this engine's activations (none where signals cannot be
+    /// used: every thread then counts instructions).
+    watch: Option<Arc<Watch>>,
     activity_targets: Rc<HashMap<String, ActivityTarget>>,
     pid_host: Rc<str>,
 }
@@ -143,7 +149,7 @@ impl WorkflowEngine {
         let lua = sandbox::new_vm(Sandbox::Workflow).map_err(vm_error)?;
         lua.gc_set_pause(GC_PAUSE_PERCENT);
         let (main, env_meta) = install_api(&lua).map_err(vm_error)?;
-        install_deadlock_hook(&lua).map_err(vm_error)?;
+        let watched = install_deadlock_hook(&lua).map_err(vm_error)?;
         let active = ActiveRun::default();
         lua.set_app_data(active.clone());
         lua.set_app_data::<Box<dyn Entropy>>(Box::new(RunEntropy(active.clone())));
@@ -177,6 +183,7 @@ impl WorkflowEngine {
             main,
             env_meta,
             deadlock_timeout,
+            watch: watched.then(|| Watch::new(deadlock_timeout)),
             activity_targets: Rc::new(config.activities),
             pid_host: config.pid_host.as_str().into(),
         })
@@ -185,6 +192,12 @@ impl WorkflowEngine {
     /// Workflow types this engine can run.
     pub fn workflow_types(&self) -> impl Iterator<Item = &str> {
         self.definitions.keys().map(String::as_str)
+    }
+
+    /// Whether the deadlock watchdog watches this engine (else every Lua thread counts its
+    /// instructions to check the deadline).
+    pub fn deadlock_watched(&self) -> bool {
+        self.watch.is_some()
     }
 
     pub fn cached_runs(&self) -> usize {
@@ -214,6 +227,9 @@ impl WorkflowEngine {
     pub fn activate(&mut self, activation: Activation) -> Completion {
         let run_id = activation.run_id.clone();
         let result = self.activate_inner(activation);
+        if let Some(watch) = &self.watch {
+            watch.disarm();
+        }
         self.active.set(None);
         self.lua.remove_app_data::<crate::modules::ctx::CallContext>();
         match result {
@@ -268,8 +284,12 @@ impl WorkflowEngine {
             c.replaying = is_replaying;
             c.history_length = history_length;
             c.history_size = history_size;
-            c.deadline = Some(Instant::now() + self.deadlock_timeout);
+            let deadline = Instant::now() + self.deadlock_timeout;
+            c.deadline = Some(deadline);
             c.deadlock_timeout = self.deadlock_timeout;
+            if let Some(watch) = &self.watch {
+                watch.arm(deadline);
+            }
         }
         let now = core.borrow().now_nanos();
         self.active.set(Some((core.clone(), now)));
@@ -357,10 +377,10 @@ fn run_ready_tasks(lua: &Lua, core: &Rc<RefCell<RunCore>>) -> Completion {
         let next = core.borrow_mut().next_ready();
         let Some((task, thread, start_args)) = next else { break };
         core.borrow_mut().current = Some(task);
-        let result = match start_args {
+        let result = watchdog::resuming(thread.state(), || match start_args {
             Some(args) => thread.resume::<MultiValue>(args),
             None => thread.resume::<MultiValue>(()),
-        };
+        });
         core.borrow_mut().current = None;
         if core.borrow().deadlocked {
             let message = match &result {
@@ -522,34 +542,52 @@ fn finish(_lua: &Lua, core: &Rc<RefCell<RunCore>>, outcome: Result<crate::conver
     run.issue(command, None);
 }
 
-/// Bounds every activation's run time: a global hook, so every thread mlua creates (run tasks,
-/// `coroutine.create`, query handlers) inherits it at no cost per thread, and coroutines created
-/// by Lua itself copy it from their parent.
-fn install_deadlock_hook(lua: &Lua) -> mlua::Result<()> {
-    lua.set_global_hook(HookTriggers::new().every_nth_instruction(DEADLOCK_CHECK_INSTRUCTIONS), move |lua, _| {
-        let Some(active) = lua.app_data_ref::<ActiveRun>().and_then(|active| active.run()) else {
-            return Ok(VmState::Continue);
-        };
-        let Ok(mut core) = active.try_borrow_mut() else { return Ok(VmState::Continue) };
-        match core.deadline {
-            Some(deadline) if Instant::now() > deadline => {
-                if core.deadlocked {
-                    // The first error was caught by pcall: leave by yielding instead.
-                    return Ok(VmState::Yield);
-                }
-                core.deadlocked = true;
-                let timeout = core.deadlock_timeout;
-                drop(core);
-                drop(active);
-                let trace = traceback(lua);
-                Err(mlua::Error::runtime(format!(
-                    "[TMPRL1101] Potential deadlock detected: workflow code ran for more than {timeout:?} \
-                     without blocking on a channel, timer or activity\n{trace}"
-                )))
+/// Bounds every activation's run time. The check is mlua's global hook with [`deadlock_hook`] as
+/// its callback. Normally it is off on every thread: the watchdog arms it on the coroutine that
+/// runs past the deadline (see `watchdog.rs`), and coroutines that workflow code creates itself
+/// get a count hook of their own ([`hook_user_coroutine`]). Where signals cannot be used, the hook
+/// counts instructions on every thread mlua creates, and coroutines created by Lua code copy it
+/// from their parent. Returns whether the watchdog watches this VM.
+fn install_deadlock_hook(lua: &Lua) -> mlua::Result<bool> {
+    let counting = HookTriggers::new().every_nth_instruction(DEADLOCK_CHECK_INSTRUCTIONS);
+    lua.set_global_hook(counting, deadlock_hook)?;
+    if !super::watchdog::install(lua) {
+        return Ok(false);
+    }
+    lua.set_global_hook(HookTriggers::default(), deadlock_hook)?;
+    Ok(true)
+}
+
+/// A coroutine created by workflow code (`coroutine.create`/`wrap`) checks the deadline itself
+/// every [`DEADLOCK_CHECK_INSTRUCTIONS`]: the engine does not resume it, so the watchdog cannot
+/// find it.
+fn hook_user_coroutine(thread: &Thread) -> mlua::Result<()> {
+    thread.set_hook(HookTriggers::new().every_nth_instruction(DEADLOCK_CHECK_INSTRUCTIONS), deadlock_hook)
+}
+
+fn deadlock_hook(lua: &Lua, _: &mlua::Debug) -> mlua::Result<VmState> {
+    let Some(active) = lua.app_data_ref::<ActiveRun>().and_then(|active| active.run()) else {
+        return Ok(VmState::Continue);
+    };
+    let Ok(mut core) = active.try_borrow_mut() else { return Ok(VmState::Continue) };
+    match core.deadline {
+        Some(deadline) if Instant::now() > deadline => {
+            if core.deadlocked {
+                // The first error was caught by pcall: leave by yielding instead.
+                return Ok(VmState::Yield);
             }
-            _ => Ok(VmState::Continue),
+            core.deadlocked = true;
+            let timeout = core.deadlock_timeout;
+            drop(core);
+            drop(active);
+            let trace = traceback(lua);
+            Err(mlua::Error::runtime(format!(
+                "[TMPRL1101] Potential deadlock detected: workflow code ran for more than {timeout:?} \
+                 without blocking on a channel, timer or activity\n{trace}"
+            )))
         }
-    })
+        _ => Ok(VmState::Continue),
+    }
 }
 
 /// The Lua call stack of the running coroutine, one frame a line.
@@ -595,8 +633,12 @@ fn install_api(lua: &Lua) -> mlua::Result<(Function, Table)> {
     channel::register(lua, &primitives)?;
     api::register_primitives(lua, &primitives)?;
     let time = time_api::register(lua, &primitives)?;
-    // Threads created through mlua carry the deadlock hook (a global hook).
-    let hooked_create = lua.create_function(|lua, f: Function| lua.create_thread(f))?;
+    // Coroutines created by workflow code check the deadline themselves.
+    let hooked_create = lua.create_function(|lua, f: Function| {
+        let thread = lua.create_thread(f)?;
+        hook_user_coroutine(&thread)?;
+        Ok(thread)
+    })?;
     primitives.raw_set("coroutine_create", hooked_create.clone())?;
     let prelude: Table = lua.load(include_str!("prelude.lua")).set_name("=tempest:prelude").call(primitives.clone())?;
 

@@ -12,6 +12,7 @@ mod query;
 mod random;
 mod run;
 mod time_api;
+mod watchdog;
 
 pub use engine::{EngineConfig, LastIssued, WorkflowEngine};
 

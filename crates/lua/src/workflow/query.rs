@@ -84,13 +84,15 @@ fn call_handler(lua: &Lua, core: &Rc<RefCell<RunCore>>, name: &str, args: &[Data
     for data in args {
         values.push(from_data(lua, data).map_err(lua_error)?);
     }
-    // A thread of its own (it inherits the deadlock hook), so a blocking call cannot park it.
+    // A thread of its own, so a blocking call cannot park it; the engine resumes it, so the
+    // deadlock watchdog follows it.
     let thread = lua.create_thread(handler).map_err(lua_error)?;
     let (commands_before, activity_seq, timer_seq) = {
         let run = core.borrow();
         (run.commands.len(), run.next_activity_seq, run.next_timer_seq)
     };
-    let result = thread.resume::<MultiValue>(MultiValue::from_vec(values));
+    let result =
+        super::watchdog::resuming(thread.state(), || thread.resume::<MultiValue>(MultiValue::from_vec(values)));
     {
         // Undo anything the handler started, so the run's next commands keep their numbers.
         let mut run = core.borrow_mut();

@@ -332,6 +332,35 @@ fn busy_loop_fails_the_task_with_tmprl1101() {
 }
 
 #[test]
+fn the_deadlock_watchdog_watches_the_engine_instead_of_a_count_hook() {
+    // Where signals work (Linux), task threads run without any hook until they are late.
+    assert!(engine("return { main = function() end }").deadlock_watched());
+}
+
+#[test]
+fn a_query_handler_that_spins_fails_the_query_and_the_run_goes_on() {
+    let mut e = engine(
+        r#"
+        local workflow = require("workflow")
+        return { main = function()
+          workflow.on_query("spin", function() while true do end end)
+          workflow.on_query("ok", function() return "fine" end)
+          local v = process.listen("go"):receive()
+          return v
+        end }
+        "#,
+    );
+    commands(e.activate(start(vec![])));
+    let spun = query_answer(e.activate(query("spin"))).unwrap_err();
+    assert!(spun.message.contains("deadlock"), "{}", spun.message);
+    assert_eq!(query_answer(e.activate(query("ok"))), Ok(Data::Json(json!("fine"))));
+    let cmds = commands(
+        e.activate(activation(vec![Job::Signal { name: "go".into(), args: vec![Data::Json(json!("done"))] }])),
+    );
+    assert_eq!(completed(&cmds), json!("done"));
+}
+
+#[test]
 fn busy_loop_under_pcall_still_stops() {
     let mut e = engine("return { main = function() while true do pcall(function() while true do end end) end end }");
     assert!(matches!(e.activate(start(vec![])), Completion::Failed(TaskFailure::Deadlock { .. })));
