@@ -69,14 +69,17 @@ extern "C" fn on_signal(_: c_int) {
     ARMED.with(|armed| armed.set(true));
 }
 
-/// Installs the signal handler once per process and remembers the hook procedure that mlua
-/// installed on `lua`'s main thread (its global hook). False if either is missing: the engine then
-/// keeps a count hook on every thread instead.
+/// Starts the watchdog thread and installs the signal handler, once per process, and remembers
+/// the hook procedure that mlua installed on `lua`'s main thread (its global hook). False if any
+/// of them is missing: the engine then keeps a count hook on every thread instead.
 pub(crate) fn install(lua: &mlua::Lua) -> bool {
     static INSTALLED: OnceLock<bool> = OnceLock::new();
     // SAFETY: the main thread's state is valid while `lua` is; reading its hook has no side effect.
     let hook = unsafe { ffi::lua_gethook(lua.current_thread().state()) };
     let Some(hook) = hook else { return false };
+    if watchdog().is_none() {
+        return false;
+    }
     HOOK.store(hook as usize, Ordering::Relaxed);
     *INSTALLED.get_or_init(|| {
         // SAFETY: a plain handler (no SA_SIGINFO) for a real-time signal nothing else uses; the
@@ -121,7 +124,8 @@ impl Watch {
     pub(crate) fn new(timeout: Duration) -> Arc<Watch> {
         let tick = (timeout / 8).clamp(Duration::from_millis(5), Duration::from_millis(100));
         let watch = Arc::new(Watch { thread: AtomicU64::new(0), deadline: AtomicU64::new(0), tick });
-        let dog = watchdog();
+        // `install` succeeded before any watch is made, so the thread runs.
+        let Some(dog) = watchdog() else { return watch };
         dog.watches.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&watch));
         dog.wake.notify_one();
         watch
@@ -146,16 +150,19 @@ struct Watchdog {
     wake: Condvar,
 }
 
-fn watchdog() -> &'static Watchdog {
-    static DOG: OnceLock<&'static Watchdog> = OnceLock::new();
-    DOG.get_or_init(|| {
+/// The process's watchdog, its thread started on first use; `None` if the thread cannot start.
+fn watchdog() -> Option<&'static Watchdog> {
+    static DOG: OnceLock<Option<&'static Watchdog>> = OnceLock::new();
+    *DOG.get_or_init(|| {
         let dog: &'static Watchdog =
             Box::leak(Box::new(Watchdog { watches: Mutex::new(Vec::new()), wake: Condvar::new() }));
-        let spawned = std::thread::Builder::new().name("lua-watchdog".into()).spawn(move || patrol(dog));
-        if let Err(e) = spawned {
-            tracing::error!("cannot start the workflow deadlock watchdog: {e}");
+        match std::thread::Builder::new().name("lua-watchdog".into()).spawn(move || patrol(dog)) {
+            Ok(_) => Some(dog),
+            Err(e) => {
+                tracing::warn!("cannot start the workflow deadlock watchdog ({e}); Lua counts instructions instead");
+                None
+            }
         }
-        dog
     })
 }
 
