@@ -4,8 +4,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-
-use super::FastMap;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,6 +12,7 @@ use mlua::{
     Function, HookTriggers, LightUserData, Lua, MultiValue, Table, Thread, ThreadStatus, UserDataFields, Value, VmState,
 };
 
+use super::FastMap;
 use super::run::{ActiveRun, RunCore, active_run};
 use super::watchdog::{self, Watch};
 use super::{
@@ -549,8 +548,7 @@ fn finish(_lua: &Lua, core: &Rc<RefCell<RunCore>>, outcome: Result<crate::conver
 /// counts instructions on every thread mlua creates, and coroutines created by Lua code copy it
 /// from their parent. Returns whether the watchdog watches this VM.
 fn install_deadlock_hook(lua: &Lua) -> mlua::Result<bool> {
-    let counting = HookTriggers::new().every_nth_instruction(DEADLOCK_CHECK_INSTRUCTIONS);
-    lua.set_global_hook(counting, deadlock_hook)?;
+    lua.set_global_hook(counting_instructions(), deadlock_hook)?;
     if !super::watchdog::install(lua) {
         return Ok(false);
     }
@@ -562,7 +560,12 @@ fn install_deadlock_hook(lua: &Lua) -> mlua::Result<bool> {
 /// every [`DEADLOCK_CHECK_INSTRUCTIONS`]: the engine does not resume it, so the watchdog cannot
 /// find it.
 fn hook_user_coroutine(thread: &Thread) -> mlua::Result<()> {
-    thread.set_hook(HookTriggers::new().every_nth_instruction(DEADLOCK_CHECK_INSTRUCTIONS), deadlock_hook)
+    thread.set_hook(counting_instructions(), deadlock_hook)
+}
+
+/// The deadlock hook's trigger where it runs all the time.
+fn counting_instructions() -> HookTriggers {
+    HookTriggers::new().every_nth_instruction(DEADLOCK_CHECK_INSTRUCTIONS)
 }
 
 fn deadlock_hook(lua: &Lua, _: &mlua::Debug) -> mlua::Result<VmState> {

@@ -6,12 +6,12 @@
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
-
-use super::FastMap;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
 use mlua::{Lua, MultiValue, Thread};
+
+use super::FastMap;
 
 use super::channel::Channel;
 use super::random::DeterministicRng;
