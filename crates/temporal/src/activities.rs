@@ -19,6 +19,7 @@ use temporalio_common::protos::coresdk::activity_result::ActivityExecutionResult
 use temporalio_common::protos::coresdk::activity_task::activity_task::Variant as TaskVariant;
 use temporalio_sdk_core::{PollError, Worker};
 
+use crate::completer::{ActivityTasks, Completer};
 use crate::failure::to_proto;
 use crate::payload::{context_from_headers, from_payloads, to_payload};
 use crate::stats::LuaStats;
@@ -109,22 +110,43 @@ fn call_function(
     })
 }
 
-/// Polls activity tasks until Core reports shutdown.
-pub async fn poll_loop(
+/// Starts the activity poll loop: on a current-thread runtime as a local task (the caller must be
+/// inside a `LocalSet`), beside the workflow loop, with local completers; else as a task of the
+/// runtime. The task ends with the loop, after every completion was sent.
+pub fn spawn_poll_loop(
     worker: Arc<Worker>,
     catalog: Arc<FunctionCatalog>,
     stats: Arc<LuaStats>,
     task_queue: Arc<str>,
+) -> tokio::task::JoinHandle<Result<(), PollError>> {
+    let current_thread =
+        tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
+    if current_thread {
+        let completer = Completer::local(ActivityTasks(worker.clone()));
+        tokio::task::spawn_local(poll_loop(worker, catalog, stats, task_queue, completer))
+    } else {
+        let completer = Completer::new(ActivityTasks(worker.clone()));
+        tokio::spawn(poll_loop(worker, catalog, stats, task_queue, completer))
+    }
+}
+
+/// Polls activity tasks until Core reports shutdown.
+async fn poll_loop(
+    worker: Arc<Worker>,
+    catalog: Arc<FunctionCatalog>,
+    stats: Arc<LuaStats>,
+    task_queue: Arc<str>,
+    mut completer: Completer<ActivityTasks>,
 ) -> Result<(), PollError> {
     let running: Running = Arc::default();
     // Pure Lua activities run to completion before the next poll, so no cancellation can reach
     // them while they run: they share one flag that stays down.
     let never_cancelled = Arc::new(AtomicBool::new(false));
-    loop {
+    let result = loop {
         let task = match worker.poll_activity_task().await {
             Ok(task) => task,
-            Err(PollError::ShutDown) => return Ok(()),
-            Err(e) => return Err(e),
+            Err(PollError::ShutDown) => break Ok(()),
+            Err(e) => break Err(e),
         };
         let task_token = task.task_token;
         match task.variant {
@@ -133,9 +155,7 @@ pub async fn poll_loop(
             Some(TaskVariant::Start(start)) if !catalog.may_block(&start.activity_type) => {
                 let (task_token, outcome) =
                     run_inline(&worker, &catalog, &stats, &task_queue, task_token, start, &never_cancelled);
-                let completion = completion(task_token, outcome, false);
-                let worker = worker.clone();
-                tokio::spawn(async move { complete(&worker, completion).await });
+                completer.send(completion(task_token, outcome, false));
             }
             Some(TaskVariant::Start(start)) => {
                 let cancelled = Arc::new(AtomicBool::new(false));
@@ -161,7 +181,9 @@ pub async fn poll_loop(
             }
             None => {}
         }
-    }
+    };
+    completer.close().await;
+    result
 }
 
 /// Runs a pure Lua activity on this thread; returns the task token with the outcome.

@@ -6,6 +6,7 @@
 
 mod activation;
 mod activities;
+mod completer;
 mod connection;
 mod failure;
 pub mod history_file;
@@ -137,7 +138,7 @@ async fn start_worker(
     }
     if !plan.options.local_activity_worker_only {
         let task_queue: Arc<str> = plan.task_queue.as_str().into();
-        loops.push(tokio::spawn(activities::poll_loop(worker.clone(), plan.catalog(), stats.clone(), task_queue)));
+        loops.push(activities::spawn_poll_loop(worker.clone(), plan.catalog(), stats.clone(), task_queue));
     }
     tracing::info!(
         worker = %plan.id,

@@ -19,6 +19,7 @@ use temporalio_sdk_core::{PollError, Worker};
 use tokio::sync::oneshot;
 
 use crate::activation::{RunContext, Translated, commands, translate};
+use crate::completer::{Activations, Completer};
 use crate::parking::{Parking, Wake, job_keys};
 use crate::stats::LuaStats;
 
@@ -221,7 +222,7 @@ async fn local_poll_loop(
     context: RunContext,
     stats: Arc<LuaStats>,
 ) -> Result<(), PollError> {
-    let mut completions = tokio::task::JoinSet::new();
+    let mut completer = Completer::local(Activations(worker.clone()));
     let result = loop {
         let activation = match worker.poll_workflow_activation().await {
             Ok(activation) => activation,
@@ -229,15 +230,9 @@ async fn local_poll_loop(
             Err(e) => break Err(e),
         };
         let (completion, _) = process_measured(&mut engine, &mut parking, activation, &context, &stats);
-        let worker = worker.clone();
-        completions.spawn_local(async move {
-            if let Err(e) = worker.complete_workflow_activation(completion).await {
-                tracing::warn!("completing a workflow activation failed: {e}");
-            }
-        });
-        while completions.try_join_next().is_some() {}
+        completer.send(completion);
     };
-    while completions.join_next().await.is_some() {}
+    completer.close().await;
     result
 }
 
