@@ -19,7 +19,7 @@ use temporalio_common::protos::coresdk::activity_result::ActivityExecutionResult
 use temporalio_common::protos::coresdk::activity_task::activity_task::Variant as TaskVariant;
 use temporalio_sdk_core::{PollError, Worker};
 
-use crate::completer::{ActivityTasks, Completer};
+use crate::completer::{ActivityTasks, Completer, Deliver};
 use crate::failure::to_proto;
 use crate::payload::{context_from_headers, from_payloads, to_payload};
 use crate::stats::LuaStats;
@@ -119,9 +119,7 @@ pub fn spawn_poll_loop(
     stats: Arc<LuaStats>,
     task_queue: Arc<str>,
 ) -> tokio::task::JoinHandle<Result<(), PollError>> {
-    let current_thread =
-        tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
-    if current_thread {
+    if crate::on_current_thread_runtime() {
         let completer = Completer::local(ActivityTasks(worker.clone()));
         tokio::task::spawn_local(poll_loop(worker, catalog, stats, task_queue, completer))
     } else {
@@ -247,12 +245,6 @@ fn completion(
     ActivityTaskCompletion { task_token, result: Some(result) }
 }
 
-async fn complete(worker: &Worker, completion: ActivityTaskCompletion) {
-    if let Err(e) = worker.complete_activity_task(completion).await {
-        tracing::warn!("completing an activity task failed: {e}");
-    }
-}
-
 /// What every activity task of a worker shares.
 struct Job {
     worker: Arc<Worker>,
@@ -283,6 +275,5 @@ async fn execute(job: Job, task_token: Vec<u8>, start: Start, cancelled: Arc<Ato
     if let Err(failure) = &outcome {
         tracing::debug!(activity_type = %activity_type, "activity failed: {}", failure.message);
     }
-    let completion = completion(task_token, outcome, cancelled.load(Ordering::Relaxed));
-    complete(&worker, completion).await;
+    ActivityTasks(worker).deliver(completion(task_token, outcome, cancelled.load(Ordering::Relaxed))).await;
 }

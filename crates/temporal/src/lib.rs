@@ -34,6 +34,12 @@ pub use stats::ParkingSnapshot;
 
 use activation::RunContext;
 
+/// Whether the current tokio runtime is single-threaded. `tempest run` drives everything from one
+/// such runtime inside a `LocalSet`, so the poll loops and their completers start as local tasks.
+fn on_current_thread_runtime() -> bool {
+    tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread
+}
+
 /// Why Tempest could not start or run. All variants are fatal for the command that hit them.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

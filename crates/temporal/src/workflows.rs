@@ -169,7 +169,7 @@ pub fn spawn_poll_loop(
     context: RunContext,
     stats: Arc<LuaStats>,
 ) -> Result<tokio::task::JoinHandle<Result<(), PollError>>, String> {
-    if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+    if crate::on_current_thread_runtime() {
         let engine = WorkflowEngine::new(config).map_err(|e| e.to_string())?;
         return Ok(tokio::task::spawn_local(local_poll_loop(worker, engine, Parking::new(max_parked), context, stats)));
     }
