@@ -58,7 +58,7 @@ extern "C" fn on_signal(_: c_int) {
     let hook = HOOK.load(Ordering::Relaxed);
     let state = RUNNING.with(Cell::get);
     if hook == 0 || state.is_null() {
-        return; // between two resumes: the next tick catches the next one
+        return; // between two resumes: the next look (a `late_tick` later) catches the next one
     }
     // SAFETY: `hook` was read from `lua_gethook` (a `lua_Hook`); `state` is the coroutine this
     // thread is resuming right now, and `lua_sethook` may be called from a signal handler.
@@ -114,16 +114,20 @@ pub(crate) struct Watch {
     /// The engine's thread (`pthread_t`) while an activation runs, else 0.
     thread: AtomicU64,
     deadline: AtomicU64,
-    /// How often the watchdog looks: a fraction of the deadlock timeout. A late activation is
-    /// signalled every tick until it ends (a signal between two resumes arms nothing).
-    tick: Duration,
+    /// The deadlock timeout: how long the watchdog sleeps while this engine is idle. An activation
+    /// that starts during that sleep has its deadline at most one timeout later, so the watchdog
+    /// still wakes in time to sleep until exactly that deadline.
+    timeout: Duration,
+    /// How often a late activation is signalled again until it ends (a signal between two resumes
+    /// arms nothing): a fraction of the timeout.
+    late_tick: Duration,
 }
 
 impl Watch {
     /// Registers a watch with the process's watchdog thread (started on first use).
     pub(crate) fn new(timeout: Duration) -> Arc<Watch> {
-        let tick = (timeout / 8).clamp(Duration::from_millis(5), Duration::from_millis(100));
-        let watch = Arc::new(Watch { thread: AtomicU64::new(0), deadline: AtomicU64::new(0), tick });
+        let late_tick = (timeout / 8).clamp(Duration::from_millis(5), Duration::from_millis(100));
+        let watch = Arc::new(Watch { thread: AtomicU64::new(0), deadline: AtomicU64::new(0), timeout, late_tick });
         // `install` succeeded before any watch is made, so the thread runs.
         let Some(dog) = watchdog() else { return watch };
         dog.watches.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&watch));
@@ -166,7 +170,9 @@ fn watchdog() -> Option<&'static Watchdog> {
     })
 }
 
-/// The watchdog thread: every tick, signals each engine whose activation is past its deadline.
+/// The watchdog thread. It sleeps until the deadline of the activation it finds running, and a
+/// whole timeout while none runs, so it wakes about once per timeout, busy or idle; an activation
+/// still running past its deadline is signalled, and again every `late_tick` until it ends.
 fn patrol(dog: &'static Watchdog) {
     let mut watches = dog.watches.lock().unwrap_or_else(|e| e.into_inner());
     loop {
@@ -176,17 +182,59 @@ fn patrol(dog: &'static Watchdog) {
             continue;
         }
         let now = nanos_since_epoch(Instant::now());
-        let mut tick = Duration::from_millis(100);
+        let mut sleep = Duration::MAX;
         for watch in watches.iter().filter_map(Weak::upgrade) {
-            tick = tick.min(watch.tick);
-            let thread = watch.thread.load(Ordering::Acquire);
-            if thread != 0 && now > watch.deadline.load(Ordering::Relaxed) {
-                // SAFETY: `thread` is the engine's thread, alive while its activation runs; a
-                // thread that ended in between makes pthread_kill fail, not misbehave, as long as
-                // its ID was not reused, and the engine clears it before its thread can end.
-                unsafe { libc::pthread_kill(thread as libc::pthread_t, signal_number()) };
-            }
+            sleep = sleep.min(next_look(&watch, now));
         }
-        watches = dog.wake.wait_timeout(watches, tick).unwrap_or_else(|e| e.into_inner()).0;
+        watches = dog.wake.wait_timeout(watches, sleep).unwrap_or_else(|e| e.into_inner()).0;
+    }
+}
+
+/// Signals `watch`'s engine if its activation is late; returns how long the watchdog may sleep
+/// before it must look at `watch` again.
+fn next_look(watch: &Watch, now: u64) -> Duration {
+    let thread = watch.thread.load(Ordering::Acquire);
+    if thread == 0 {
+        return watch.timeout;
+    }
+    // Read after the thread: at least as new as the activation that published it (a later one
+    // only has a later deadline, which the next look checks).
+    let deadline = watch.deadline.load(Ordering::Relaxed);
+    if now <= deadline {
+        return Duration::from_nanos(deadline - now) + Duration::from_millis(1);
+    }
+    // SAFETY: `thread` is the engine's thread, alive while its activation runs; a thread that
+    // ended in between makes pthread_kill fail, not misbehave, as long as its ID was not reused,
+    // and the engine clears it before its thread can end.
+    unsafe { libc::pthread_kill(thread as libc::pthread_t, signal_number()) };
+    watch.late_tick
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch(timeout: Duration) -> Watch {
+        Watch { thread: AtomicU64::new(0), deadline: AtomicU64::new(0), timeout, late_tick: timeout / 8 }
+    }
+
+    #[test]
+    fn an_idle_engine_is_looked_at_once_per_timeout() {
+        let watch = watch(Duration::from_secs(1));
+        assert_eq!(next_look(&watch, nanos_since_epoch(Instant::now())), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_running_activation_is_looked_at_again_just_after_its_deadline() {
+        let watch = watch(Duration::from_secs(1));
+        let now = Instant::now();
+        watch.arm(now + Duration::from_millis(300));
+        let sleep = next_look(&watch, nanos_since_epoch(now));
+        assert!(
+            sleep > Duration::from_millis(300) && sleep <= Duration::from_millis(302),
+            "sleeps until the deadline: {sleep:?}"
+        );
+        watch.disarm();
+        assert_eq!(next_look(&watch, nanos_since_epoch(now)), Duration::from_secs(1), "idle again");
     }
 }
