@@ -97,7 +97,13 @@ pub struct WorkflowEngine {
     watch: Option<Arc<Watch>>,
     activity_targets: Rc<HashMap<String, ActivityTarget>>,
     pid_host: Rc<str>,
+    /// Main coroutines of evicted runs that returned, reset for the next runs: a run then starts
+    /// without allocating a Lua thread, its stack and its call frames.
+    spare_threads: Vec<Thread>,
 }
+
+/// How many returned main coroutines the engine keeps for reuse.
+const SPARE_THREADS: usize = 64;
 
 impl std::fmt::Debug for WorkflowEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -185,6 +191,7 @@ impl WorkflowEngine {
             watch: watched.then(|| Watch::new(deadlock_timeout)),
             activity_targets: Rc::new(config.activities),
             pid_host: config.pid_host.as_str().into(),
+            spare_threads: Vec::new(),
         })
     }
 
@@ -197,6 +204,12 @@ impl WorkflowEngine {
     /// instructions to check the deadline).
     pub fn deadlock_watched(&self) -> bool {
         self.watch.is_some()
+    }
+
+    /// Returned main coroutines kept for later runs.
+    #[cfg(test)]
+    pub(crate) fn spare_threads(&self) -> usize {
+        self.spare_threads.len()
     }
 
     pub fn cached_runs(&self) -> usize {
@@ -219,7 +232,13 @@ impl WorkflowEngine {
     /// flow.lua:14`), which is what a nondeterminism report needs.
     pub fn evict(&mut self, run_id: &str) -> LastIssued {
         let Some(run) = self.runs.remove(run_id) else { return LastIssued::default() };
-        LastIssued(std::mem::take(&mut run.core.borrow_mut().last_issued))
+        let mut core = run.core.borrow_mut();
+        if let Some(thread) = core.finished_main.take()
+            && self.spare_threads.len() < SPARE_THREADS
+        {
+            self.spare_threads.push(thread);
+        }
+        LastIssued(std::mem::take(&mut core.last_issued))
     }
 
     /// Applies `activation` and returns the commands the run issued, or why the task fails.
@@ -316,10 +335,16 @@ impl WorkflowEngine {
         Ok(completion)
     }
 
-    fn start_main(&self, run: &Run, args: &[crate::convert::Data]) -> mlua::Result<()> {
+    fn start_main(&mut self, run: &Run, args: &[crate::convert::Data]) -> mlua::Result<()> {
         let definition = &run.definition;
         let chunk: Function = definition.instantiate.call(run.env.clone())?;
-        let thread = self.lua.create_thread(self.main.clone())?;
+        let thread = match self.spare_threads.pop() {
+            Some(thread) => {
+                thread.reset(self.main.clone())?;
+                thread
+            }
+            None => self.lua.create_thread(self.main.clone())?,
+        };
         let mut start = Vec::with_capacity(args.len() + 3);
         start.push(Value::Function(chunk));
         start.push(Value::String(self.lua.create_string(definition.code.entry_id.as_str())?));
@@ -424,8 +449,9 @@ fn run_ready_tasks(lua: &Lua, core: &Rc<RefCell<RunCore>>) -> Completion {
                     }
                 }
                 ThreadStatus::Finished => {
-                    core.borrow_mut().finish_task(task);
+                    let finished = core.borrow_mut().finish_task(task);
                     if task == MAIN {
+                        core.borrow_mut().finished_main = finished;
                         let outcome = returned_outcome(&values);
                         finish(lua, core, outcome);
                     }

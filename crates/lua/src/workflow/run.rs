@@ -155,6 +155,9 @@ pub(crate) struct RunCore {
     pub(crate) deadlock_timeout: std::time::Duration,
     pub(crate) deadlocked: bool,
     pub(crate) finished: bool,
+    /// The main task's coroutine once it returned: the engine reuses it for a later run when this
+    /// one is evicted (nothing of this run executes after that).
+    pub(crate) finished_main: Option<Thread>,
     /// `modules:` of the workflow entry.
     pub(crate) modules: Rc<[String]>,
     pub(crate) entry_id: Rc<str>,
@@ -208,6 +211,7 @@ impl RunCore {
             deadlock_timeout: std::time::Duration::from_secs(1),
             deadlocked: false,
             finished: false,
+            finished_main: None,
             modules,
             entry_id,
             activity_targets,
@@ -265,11 +269,10 @@ impl RunCore {
         None
     }
 
-    pub(crate) fn finish_task(&mut self, task: TaskId) {
-        if let Some(slot) = self.tasks.get_mut(task) {
-            *slot = None;
-        }
+    /// Drops a task whose coroutine returned; returns its coroutine.
+    pub(crate) fn finish_task(&mut self, task: TaskId) -> Option<Thread> {
         self.park_traces.remove(&task);
+        self.tasks.get_mut(task).and_then(Option::take).map(|task| task.thread)
     }
 
     /// Records where the running task blocks, for the `__stack_trace` query (called from inside

@@ -458,6 +458,34 @@ fn runs_are_isolated() {
 }
 
 #[test]
+fn an_evicted_runs_main_coroutine_starts_a_later_run_afresh() {
+    let mut e = engine(
+        r#"
+        local time = require("time")
+        seen = (seen or 0) + 1
+        return { main = function(label)
+          local depth = 0
+          local function deep(n) if n == 0 then time.sleep("1s") return 0 end return 1 + deep(n - 1) end
+          depth = deep(30)
+          return { label = label, seen = seen, depth = depth, yieldable = coroutine.isyieldable() }
+        end }
+        "#,
+    );
+    for (i, label) in ["first", "second", "third"].into_iter().enumerate() {
+        let run_id = format!("run-{i}");
+        let mut first = start(vec![json!(label)]);
+        first.run_id = run_id.clone();
+        assert!(matches!(&commands(e.activate(first))[..], [Command::StartTimer { .. }]));
+        let mut fire = activation(vec![Job::FireTimer { seq: 1 }]);
+        fire.run_id = run_id.clone();
+        let done = commands(e.activate(fire));
+        assert_eq!(completed(&done), json!({"label": label, "seen": 1, "depth": 30, "yieldable": true}));
+        e.evict(&run_id);
+        assert_eq!(e.spare_threads(), 1, "the returned main coroutine is kept for the next run");
+    }
+}
+
+#[test]
 fn cancel_arrives_as_an_event() {
     let mut e = engine(
         r#"
