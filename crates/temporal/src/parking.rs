@@ -175,6 +175,9 @@ impl Parking {
 
     /// Decides what happens to `activation`, whose job keys are `jobs`.
     pub fn before(&mut self, activation: &WorkflowActivation, jobs: &[JobKey]) -> Wake {
+        if self.parked.is_empty() && self.waking.is_empty() {
+            return Wake::Pass;
+        }
         let run_id = activation.run_id.as_str();
         if let Some((_, log)) = self.parked.remove(run_id) {
             if !jobs.contains(&JobKey::Initialize) {
