@@ -136,12 +136,17 @@ impl ActivityVm {
         context: Option<crate::modules::ctx::ContextMap>,
         call: Option<crate::modules::activity::ActivityCall>,
     ) -> Result<Data, Failure> {
-        let Some(call) = call else { return self.call_in_context(entry_id, args, context) };
-        self.lua.set_app_data(crate::modules::http_client::Cancellation(call.cancelled.clone()));
-        self.lua.set_app_data(call);
+        // Most calls carry no call object: the VM's app data is then left alone.
+        let with_call = call.is_some();
+        if let Some(call) = call {
+            self.lua.set_app_data(crate::modules::http_client::Cancellation(call.cancelled.clone()));
+            self.lua.set_app_data(call);
+        }
         let result = self.call_in_context(entry_id, args, context);
-        self.lua.remove_app_data::<crate::modules::activity::ActivityCall>();
-        self.lua.remove_app_data::<crate::modules::http_client::Cancellation>();
+        if with_call {
+            self.lua.remove_app_data::<crate::modules::activity::ActivityCall>();
+            self.lua.remove_app_data::<crate::modules::http_client::Cancellation>();
+        }
         result
     }
 
@@ -159,12 +164,14 @@ impl ActivityVm {
             )
             .with_retryable(Some(false)));
         };
-        let Some(context) = context else {
-            return self.call_inner(code, args).unwrap_or_else(|e| Err(Failure::from_lua_error(&e)));
-        };
-        self.lua.set_app_data(crate::modules::ctx::CallContext(Some(std::rc::Rc::new(context))));
+        let with_context = context.is_some();
+        if let Some(context) = context {
+            self.lua.set_app_data(crate::modules::ctx::CallContext(Some(std::rc::Rc::new(context))));
+        }
         let result = self.call_inner(code, args).unwrap_or_else(|e| Err(Failure::from_lua_error(&e)));
-        self.lua.remove_app_data::<crate::modules::ctx::CallContext>();
+        if with_context {
+            self.lua.remove_app_data::<crate::modules::ctx::CallContext>();
+        }
         result
     }
 

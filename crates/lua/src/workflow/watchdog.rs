@@ -126,13 +126,18 @@ pub(crate) struct Watch {
 impl Watch {
     /// Registers a watch with the process's watchdog thread (started on first use).
     pub(crate) fn new(timeout: Duration) -> Arc<Watch> {
-        let late_tick = (timeout / 8).clamp(Duration::from_millis(5), Duration::from_millis(100));
-        let watch = Arc::new(Watch { thread: AtomicU64::new(0), deadline: AtomicU64::new(0), timeout, late_tick });
+        let watch = Arc::new(Watch::unregistered(timeout));
         // `install` succeeded before any watch is made, so the thread runs.
         let Some(dog) = watchdog() else { return watch };
         dog.watches.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&watch));
         dog.wake.notify_one();
         watch
+    }
+
+    /// A watch no watchdog looks at yet.
+    fn unregistered(timeout: Duration) -> Watch {
+        let late_tick = (timeout / 8).clamp(Duration::from_millis(5), Duration::from_millis(100));
+        Watch { thread: AtomicU64::new(0), deadline: AtomicU64::new(0), timeout, late_tick }
     }
 
     /// An activation starts on this thread and must not run past `deadline`.
@@ -214,19 +219,15 @@ fn next_look(watch: &Watch, now: u64) -> Duration {
 mod tests {
     use super::*;
 
-    fn watch(timeout: Duration) -> Watch {
-        Watch { thread: AtomicU64::new(0), deadline: AtomicU64::new(0), timeout, late_tick: timeout / 8 }
-    }
-
     #[test]
     fn an_idle_engine_is_looked_at_once_per_timeout() {
-        let watch = watch(Duration::from_secs(1));
+        let watch = Watch::unregistered(Duration::from_secs(1));
         assert_eq!(next_look(&watch, nanos_since_epoch(Instant::now())), Duration::from_secs(1));
     }
 
     #[test]
     fn a_running_activation_is_looked_at_again_just_after_its_deadline() {
-        let watch = watch(Duration::from_secs(1));
+        let watch = Watch::unregistered(Duration::from_secs(1));
         let now = Instant::now();
         watch.arm(now + Duration::from_millis(300));
         let sleep = next_look(&watch, nanos_since_epoch(now));
