@@ -76,7 +76,7 @@ fn serve(registry: &Registry) -> ExitCode {
             }
         };
         tracing::info!("tempest is running; stop with Ctrl-C or SIGTERM");
-        if let Err(e) = wait_for_signal().await {
+        if let Err(e) = signal_from_own_task().await {
             tracing::error!("cannot listen for signals: {e}");
         }
         tracing::info!("shutting down (a second signal exits immediately)");
@@ -90,6 +90,17 @@ fn serve(registry: &Registry) -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// [`wait_for_signal`] in a task of its own. The future `LocalSet::block_on` drives is polled
+/// again whenever any local task wakes (every activation), and polling two signal streams there
+/// costs more than polling a channel.
+async fn signal_from_own_task() -> std::io::Result<()> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = sender.send(wait_for_signal().await);
+    });
+    receiver.await.unwrap_or_else(|_| Err(std::io::Error::other("the signal listener stopped")))
 }
 
 async fn wait_for_signal() -> std::io::Result<()> {
