@@ -353,10 +353,22 @@ fn start_activity(
     direct: bool,
 ) -> mlua::Result<(Value, Value)> {
     let fail = |failure: Failure| -> mlua::Result<(Value, Value)> { Ok((Value::Nil, failure.push(lua)?)) };
-    let id = match id {
-        Value::String(s) if !s.as_bytes().is_empty() => s.to_string_lossy(),
+    let id_string = match id {
+        Value::String(s) if !s.as_bytes().is_empty() => s,
         other => {
             return fail(Failure::invalid(format!("funcs.call: expected a function ID, got {}", other.type_name())));
+        }
+    };
+    // Borrowed from Lua: an ID costs no copy unless it is not UTF-8.
+    let (borrowed, lossy);
+    let id: &str = match id_string.to_str() {
+        Ok(text) => {
+            borrowed = text;
+            &borrowed
+        }
+        Err(_) => {
+            lossy = id_string.to_string_lossy();
+            &lossy
         }
     };
     let options = options.map(|ud| ud.borrow::<Prepared>()).transpose()?;
@@ -410,6 +422,9 @@ fn start_activity(
     let local = resolved.local;
     let seq = run.next_activity();
     let waiter = if direct { run.current.map(|task| (task, seq)) } else { None };
+    if waiter.is_some() {
+        run.await_call(seq);
+    }
     let channel = waiter.is_none().then(|| Channel::new(1));
     let schedule = ScheduleActivity {
         seq,

@@ -13,7 +13,7 @@ use mlua::{
 };
 
 use super::FastMap;
-use super::run::{ActiveRun, RunCore, active_run};
+use super::run::{ActiveRun, Resume, RunCore, RunSetting, active_run};
 use super::watchdog::{self, Watch};
 use super::{
     Activation, ActivityOutcome, ActivityTarget, Command, Completion, Job, TaskFailure, WorkflowCode, api, channel,
@@ -75,6 +75,11 @@ struct Definition {
     instantiate: Function,
     modules: Rc<[String]>,
     entry_id: Rc<str>,
+    /// The namespace part of `entry_id`, for activity IDs given without one.
+    namespace_of_entry: Rc<str>,
+    /// `entry_id` and the method, as the Lua strings every run's main task starts with.
+    entry_name: mlua::String,
+    method_name: mlua::String,
 }
 
 struct Run {
@@ -170,10 +175,14 @@ impl WorkflowEngine {
                 .set_name(format!("@{}", code.chunk_name))
                 .into_function()
                 .map_err(compile_error)?;
+            let namespace_of_entry = code.entry_id.split_once(':').map(|(ns, _)| ns).unwrap_or("").into();
             let definition = Definition {
                 instantiate,
                 modules: code.modules.clone().into(),
                 entry_id: code.entry_id.as_str().into(),
+                namespace_of_entry,
+                entry_name: lua.create_string(&code.entry_id).map_err(vm_error)?,
+                method_name: lua.create_string(&code.method).map_err(vm_error)?,
                 code,
             };
             definitions.insert(definition.code.type_name.clone(), Rc::new(definition));
@@ -242,9 +251,9 @@ impl WorkflowEngine {
     }
 
     /// Applies `activation` and returns the commands the run issued, or why the task fails.
-    pub fn activate(&mut self, activation: Activation) -> Completion {
-        let run_id = activation.run_id.clone();
-        let result = self.activate_inner(activation);
+    pub fn activate(&mut self, mut activation: Activation) -> Completion {
+        let run_id = std::mem::take(&mut activation.run_id);
+        let result = self.activate_inner(&run_id, activation);
         if let Some(watch) = &self.watch {
             watch.disarm();
         }
@@ -259,8 +268,8 @@ impl WorkflowEngine {
         }
     }
 
-    fn activate_inner(&mut self, activation: Activation) -> mlua::Result<Completion> {
-        let Activation { run_id, timestamp, is_replaying, history_length, history_size, jobs } = activation;
+    fn activate_inner(&mut self, run_id: &str, activation: Activation) -> mlua::Result<Completion> {
+        let Activation { run_id: _, timestamp, is_replaying, history_length, history_size, jobs } = activation;
         let mut jobs = jobs.into_iter().peekable();
         if let Some(Job::Initialize { .. }) = jobs.peek()
             && let Some(Job::Initialize { info, args, randomness_seed, context }) = jobs.next()
@@ -279,18 +288,21 @@ impl WorkflowEngine {
                 info,
                 randomness_seed,
                 timestamp,
-                definition.entry_id.clone(),
-                definition.modules.clone(),
-                self.activity_targets.clone(),
+                RunSetting {
+                    entry_id: definition.entry_id.clone(),
+                    namespace_of_entry: definition.namespace_of_entry.clone(),
+                    modules: definition.modules.clone(),
+                    activity_targets: self.activity_targets.clone(),
+                    pid_host: self.pid_host.clone(),
+                },
             );
             core.context = context.map(Rc::new);
-            core.pid_host = self.pid_host.clone();
             let env = sandbox::run_environment(&self.lua, &self.env_meta)?;
             let run = Run { core: Rc::new(RefCell::new(core)), env, definition };
             self.start_main(&run, &args)?;
-            self.runs.insert(run_id.clone(), run);
+            self.runs.insert(run_id.to_owned(), run);
         }
-        let Some(run) = self.runs.get(&run_id) else {
+        let Some(run) = self.runs.get(run_id) else {
             return Ok(Completion::Failed(TaskFailure::Other {
                 message: format!("run {run_id} is not in the workflow cache and the activation does not start it"),
             }));
@@ -347,8 +359,8 @@ impl WorkflowEngine {
         };
         let mut start = Vec::with_capacity(args.len() + 3);
         start.push(Value::Function(chunk));
-        start.push(Value::String(self.lua.create_string(definition.code.entry_id.as_str())?));
-        start.push(Value::String(self.lua.create_string(definition.code.method.as_str())?));
+        start.push(Value::String(definition.entry_name.clone()));
+        start.push(Value::String(definition.method_name.clone()));
         for data in args {
             start.push(from_data(&self.lua, data)?);
         }
@@ -399,11 +411,15 @@ fn run_ready_tasks(lua: &Lua, core: &Rc<RefCell<RunCore>>) -> Completion {
             break;
         }
         let next = core.borrow_mut().next_ready();
-        let Some((task, thread, start_args)) = next else { break };
+        let Some((task, thread, resume)) = next else { break };
         core.borrow_mut().current = Some(task);
-        let result = watchdog::resuming(thread.state(), || match start_args {
-            Some(args) => thread.resume::<MultiValue>(args),
-            None => thread.resume::<MultiValue>(()),
+        // The first two values are all the scheduler reads: PARK from a yield, or the main
+        // function's result and error.
+        let result = watchdog::resuming(thread.state(), || match resume {
+            Resume::Start(args) => thread.resume::<(Value, Value)>(args),
+            Resume::Outcome(key, Ok(data)) => thread.resume((key, from_data(lua, &data)?)),
+            Resume::Outcome(key, Err(failure)) => thread.resume((key, Value::Nil, failure.push(lua)?)),
+            Resume::Wake => thread.resume(()),
         });
         core.borrow_mut().current = None;
         if core.borrow().deadlocked {
@@ -437,7 +453,7 @@ fn run_ready_tasks(lua: &Lua, core: &Rc<RefCell<RunCore>>) -> Completion {
             }
             Ok(values) => match thread.status() {
                 ThreadStatus::Resumable => {
-                    if values.front() != Some(&park) {
+                    if values.0 != park {
                         finish(
                             lua,
                             core,
@@ -547,12 +563,11 @@ fn is_memory_error(error: &mlua::Error) -> bool {
 }
 
 /// Applies the return convention to the main function's results.
-fn returned_outcome(values: &MultiValue) -> Result<crate::convert::Data, Failure> {
-    if let Some(failure) = values.get(1).and_then(Failure::from_return) {
+fn returned_outcome((result, error): &(Value, Value)) -> Result<crate::convert::Data, Failure> {
+    if let Some(failure) = Failure::from_return(error) {
         return Err(failure);
     }
-    let result = values.front().cloned().unwrap_or(Value::Nil);
-    to_data(&result)
+    to_data(result)
         .map_err(|e| Failure::invalid(format!("cannot encode the workflow result: {}", e.with_root("result"))))
 }
 

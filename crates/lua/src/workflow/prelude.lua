@@ -97,15 +97,20 @@ local function await(future)
   return P.future_values(future)
 end
 
--- A blocking call needs no future: the task parks until the activity's outcome is in.
+-- A blocking call needs no future: the task parks until the activity's outcome is in, and the
+-- scheduler resumes it with the call's key, value and failure. Woken for anything else (a stack
+-- trace, say), it asks for the outcome itself.
 local activity_call, activity_result = P.activity_call, P.activity_result
 local function call(options, context, id, ...)
   local key, err = activity_call(options, context, id, ...)
   if not key then return nil, err end
   if type(key) ~= "number" then return await(key) end
   while true do
-    park()
-    local done, value, failure = activity_result(key)
+    local got, value, failure = yield(PARK)
+    if got == key then return value, failure end
+    if got == TRACE then record_trace() end
+    local done
+    done, value, failure = activity_result(key)
     if done then return value, failure end
   end
 end

@@ -79,6 +79,19 @@ pub(crate) struct Task {
     pub(crate) thread: Thread,
     /// Arguments for the first resume; `None` once started.
     pub(crate) start_args: Option<MultiValue>,
+    /// The key of the blocking activity call the task waits in (`funcs.call`): the scheduler
+    /// resumes it with the call's outcome once that is in.
+    pub(crate) awaiting: Option<u32>,
+}
+
+/// How the scheduler resumes a task.
+pub(crate) enum Resume {
+    /// The first time, with the task's arguments.
+    Start(MultiValue),
+    /// With the outcome of the blocking activity call it waits in: `key, value, failure`.
+    Outcome(u32, Result<crate::convert::Data, Failure>),
+    /// Without values: the task looks for itself why it was woken.
+    Wake,
 }
 
 /// A pending activity, as seen by its future.
@@ -121,6 +134,15 @@ pub(crate) struct Signals {
     pub(crate) listeners: HashMap<String, (Channel, bool)>,
     pub(crate) inbox: Option<Channel>,
     pub(crate) held: VecDeque<(String, Vec<crate::convert::Data>)>,
+}
+
+/// What a run takes from its workflow's definition and the engine: shared, never copied.
+pub(crate) struct RunSetting {
+    pub(crate) entry_id: Rc<str>,
+    pub(crate) namespace_of_entry: Rc<str>,
+    pub(crate) modules: Rc<[String]>,
+    pub(crate) activity_targets: Rc<HashMap<String, ActivityTarget>>,
+    pub(crate) pid_host: Rc<str>,
 }
 
 pub(crate) struct RunCore {
@@ -174,15 +196,8 @@ pub(crate) struct RunCore {
 }
 
 impl RunCore {
-    pub(crate) fn new(
-        info: WorkflowInfo,
-        seed: u64,
-        now: SystemTime,
-        entry_id: Rc<str>,
-        modules: Rc<[String]>,
-        activity_targets: Rc<HashMap<String, ActivityTarget>>,
-    ) -> Self {
-        let namespace_of_entry: Rc<str> = entry_id.split_once(':').map(|(ns, _)| ns).unwrap_or("").into();
+    pub(crate) fn new(info: WorkflowInfo, seed: u64, now: SystemTime, setting: RunSetting) -> Self {
+        let RunSetting { entry_id, namespace_of_entry, modules, activity_targets, pid_host } = setting;
         RunCore {
             info,
             now,
@@ -219,13 +234,13 @@ impl RunCore {
             context: None,
             query_handlers: HashMap::new(),
             park_traces: HashMap::new(),
-            pid_host: Rc::from(""),
+            pid_host,
         }
     }
 
     pub(crate) fn add_task(&mut self, thread: Thread, start_args: MultiValue) -> TaskId {
         let id = self.tasks.len();
-        self.tasks.push(Some(Task { thread, start_args: Some(start_args) }));
+        self.tasks.push(Some(Task { thread, start_args: Some(start_args), awaiting: None }));
         self.queued.push(false);
         self.wake(id);
         id
@@ -258,15 +273,33 @@ impl RunCore {
     }
 
     /// Takes the next ready task, returning its thread and first-resume arguments.
-    pub(crate) fn next_ready(&mut self) -> Option<(TaskId, Thread, Option<MultiValue>)> {
+    pub(crate) fn next_ready(&mut self) -> Option<(TaskId, Thread, Resume)> {
         while let Some(id) = self.ready.pop_front() {
             self.queued[id] = false;
             if let Some(Some(task)) = self.tasks.get_mut(id) {
-                let args = task.start_args.take();
-                return Some((id, task.thread.clone(), args));
+                let resume = if let Some(args) = task.start_args.take() {
+                    Resume::Start(args)
+                } else if let Some(key) = task.awaiting
+                    && let Some(outcome) = self.call_results.remove(&key)
+                {
+                    task.awaiting = None;
+                    Resume::Outcome(key, outcome)
+                } else {
+                    Resume::Wake
+                };
+                return Some((id, task.thread.clone(), resume));
             }
         }
         None
+    }
+
+    /// The running task waits in the blocking activity call `key`.
+    pub(crate) fn await_call(&mut self, key: u32) {
+        if let Some(task) = self.current
+            && let Some(Some(task)) = self.tasks.get_mut(task)
+        {
+            task.awaiting = Some(key);
+        }
     }
 
     /// Drops a task whose coroutine returned; returns its coroutine.

@@ -615,6 +615,24 @@ fn queries_answer_without_changing_the_run() {
 }
 
 #[test]
+fn a_blocking_call_returns_its_outcome_after_a_stack_trace_query_resumed_it() {
+    let mut e = engine(
+        r#"
+        local funcs = require("funcs")
+        return { main = function()
+          local value = funcs.call("act", "x")
+          return value .. "!"
+        end }
+        "#,
+    );
+    commands(e.activate(start(vec![])));
+    let trace = query_answer(e.activate(query("__stack_trace")));
+    assert!(matches!(&trace, Ok(Data::Json(serde_json::Value::String(t))) if t.contains("wf.lua:4")), "{trace:?}");
+    let cmds = commands(e.activate(resolve(1, json!("y"))));
+    assert!(matches!(&cmds[..], [Command::CompleteWorkflow(Data::Json(v))] if *v == json!("y!")), "{cmds:?}");
+}
+
+#[test]
 fn line_numbers_survive_the_per_run_closure() {
     let mut e = engine("-- a comment\nlocal x = 1\n\nreturn { main = function()\n  error('on line five')\nend }");
     let cmds = commands(e.activate(start(vec![])));
