@@ -19,7 +19,7 @@ use temporalio_common::protos::coresdk::activity_result::ActivityExecutionResult
 use temporalio_common::protos::coresdk::activity_task::activity_task::Variant as TaskVariant;
 use temporalio_sdk_core::{PollError, Worker};
 
-use crate::completer::{ActivityTasks, Completer, Deliver};
+use crate::completer::{ActivityTasks, Completer};
 use crate::failure::to_proto;
 use crate::payload::{context_from_headers, from_payloads, to_payload};
 use crate::stats::LuaStats;
@@ -194,19 +194,27 @@ fn run_inline(
     start: Start,
     never_cancelled: &Arc<AtomicBool>,
 ) -> (Vec<u8>, Result<tempest_lua::convert::Data, Failure>) {
+    // Most functions never look at their call (no `activity` or `http_client` module): they get
+    // none, and the task is not moved to the heap for one (it is over a kilobyte).
+    if !catalog.reads_call(&start.activity_type) {
+        let outcome = run_on_this_thread(catalog, &start, None, stats);
+        log_failure(&start.activity_type, &outcome);
+        return (task_token, outcome);
+    }
     let start = Rc::new(start);
     // Shared with the heartbeat function, and whole again once the call (and its app data) is gone.
     let token = Rc::new(task_token);
-    // Most functions never look at their call (no `activity` or `http_client` module): skip it.
-    let call = catalog.reads_call(&start.activity_type).then(|| {
-        activity_call(worker.clone(), start.clone(), task_queue.clone(), token.clone(), never_cancelled.clone())
-    });
-    let outcome = run_on_this_thread(catalog, &start, call, stats);
-    if let Err(failure) = &outcome {
-        tracing::debug!(activity_type = %start.activity_type, "activity failed: {}", failure.message);
-    }
+    let call = activity_call(worker.clone(), start.clone(), task_queue.clone(), token.clone(), never_cancelled.clone());
+    let outcome = run_on_this_thread(catalog, &start, Some(call), stats);
+    log_failure(&start.activity_type, &outcome);
     let token = Rc::try_unwrap(token).unwrap_or_else(|shared| shared.to_vec());
     (token, outcome)
+}
+
+fn log_failure(activity_type: &str, outcome: &Result<tempest_lua::convert::Data, Failure>) {
+    if let Err(failure) = outcome {
+        tracing::debug!(activity_type, "activity failed: {}", failure.message);
+    }
 }
 
 /// What the `activity` module reads for one task: its facts (built when asked), heartbeats sent
@@ -272,8 +280,7 @@ async fn execute(job: Job, task_token: Vec<u8>, start: Start, cancelled: Arc<Ato
     if let Ok(mut map) = running.lock() {
         map.remove(&task_token);
     }
-    if let Err(failure) = &outcome {
-        tracing::debug!(activity_type = %activity_type, "activity failed: {}", failure.message);
-    }
-    ActivityTasks(worker).deliver(completion(task_token, outcome, cancelled.load(Ordering::Relaxed))).await;
+    log_failure(&activity_type, &outcome);
+    let completion = completion(task_token, outcome, cancelled.load(Ordering::Relaxed));
+    crate::completer::deliver_one(&ActivityTasks(worker), completion).await;
 }
