@@ -168,15 +168,29 @@ mod tests {
         assert_eq!(shown, r#"/bin/temporal workflow show --input '{"a": 1}' 'it'\''s'"#);
     }
 
+    /// A stand-in `temporal` in a directory of its own, removed with it when dropped.
+    struct FakeCli(std::path::PathBuf);
+
+    impl FakeCli {
+        fn path(&self) -> std::path::PathBuf {
+            self.0.join("temporal")
+        }
+    }
+
+    impl Drop for FakeCli {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     /// A stand-in `temporal` that runs `body` as a shell script.
-    fn fake_cli(name: &str, body: &str) -> std::path::PathBuf {
+    fn fake_cli(name: &str, body: &str) -> FakeCli {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("tempest-testkit-cli-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create dir");
-        let path = dir.join("temporal");
-        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("write script");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        path
+        let cli = FakeCli(std::env::temp_dir().join(format!("tempest-testkit-cli-{}-{name}", std::process::id())));
+        std::fs::create_dir_all(&cli.0).expect("create dir");
+        std::fs::write(cli.path(), format!("#!/bin/sh\n{body}\n")).expect("write script");
+        std::fs::set_permissions(cli.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        cli
     }
 
     #[test]
@@ -185,7 +199,7 @@ mod tests {
             "capture",
             r#"echo "addr=$TEMPORAL_ADDRESS ns=${TEMPORAL_NAMESPACE-unset} args=$*"; echo oops >&2; exit 3"#,
         );
-        let out = run(&cli, "127.0.0.1:1", &args(&["workflow", "list"]), Duration::from_secs(10)).expect("runs");
+        let out = run(&cli.path(), "127.0.0.1:1", &args(&["workflow", "list"]), Duration::from_secs(10)).expect("runs");
         assert_eq!(out.status.code(), Some(3));
         assert_eq!(
             out.stdout,
@@ -199,7 +213,7 @@ mod tests {
     fn run_kills_a_command_that_overstays() {
         let cli = fake_cli("overstay", "echo partial; exec sleep 30");
         let started = Instant::now();
-        let err = run(&cli, "x", &[], Duration::from_millis(300)).expect_err("times out");
+        let err = run(&cli.path(), "x", &[], Duration::from_millis(300)).expect_err("times out");
         assert!(started.elapsed() < Duration::from_secs(10));
         match err {
             CliError::TimedOut { stdout, .. } => assert_eq!(stdout, "partial\n"),
