@@ -67,7 +67,12 @@ impl Deliver for ActivityTasks {
 
 /// Delivers one completion, and logs its failure.
 pub async fn deliver_one<D: Deliver>(deliver: &D, completion: D::Completion) {
-    if let Err(e) = deliver.deliver(completion).await {
+    report::<D>(deliver.deliver(completion).await);
+}
+
+/// Logs a failed delivery (a warning, as before the pool: nothing else can be done with it).
+fn report<D: Deliver>(delivered: Result<(), D::Error>) {
+    if let Err(e) = delivered {
         tracing::warn!("{} failed: {e}", D::WHAT);
     }
 }
@@ -164,9 +169,7 @@ async fn run<D: Deliver>(deliver: D, shared: Arc<Shared<D::Completion>>) {
         match next {
             Some(completion) => {
                 slot.put(deliver.deliver(completion));
-                if let Err(e) = slot.finish().await {
-                    tracing::warn!("{} failed: {e}", D::WHAT);
-                }
+                report::<D>(slot.finish().await);
             }
             None => wake.await,
         }
@@ -211,9 +214,9 @@ mod slot {
                 let Some(cell) = self.cell.as_mut().filter(|_| self.full) else {
                     panic!("Slot::finish without a future");
                 };
-                // SAFETY: the cell holds an initialized future (written above, not yet dropped:
+                // SAFETY: the cell holds an initialized future (written by `put`, not yet dropped:
                 // `full`), and it is never moved out of its heap cell: it is only polled in place
-                // here, then dropped in place by `clear`, before the cell is written again.
+                // here, then dropped in place by `clear`, before `put` writes the cell again.
                 let future = unsafe { Pin::new_unchecked(cell.assume_init_mut()) };
                 future.poll(cx)
             })

@@ -385,7 +385,7 @@ fn start_activity(
                 Some(Ok(values)) => values,
                 Some(Err(failure)) => return fail(failure.clone()),
             };
-            let resolved = match resolve(&run, &id, overrides) {
+            let resolved = match resolve(&run, id, overrides) {
                 Ok(r) => Rc::new(r),
                 Err(failure) => return fail(failure),
             };

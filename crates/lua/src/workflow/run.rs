@@ -272,7 +272,8 @@ impl RunCore {
         }
     }
 
-    /// Takes the next ready task, returning its thread and first-resume arguments.
+    /// Takes the next ready task, returning its thread and how to resume it: with its arguments
+    /// the first time, with the outcome of the blocking call it waits in once that is in.
     pub(crate) fn next_ready(&mut self) -> Option<(TaskId, Thread, Resume)> {
         while let Some(id) = self.ready.pop_front() {
             self.queued[id] = false;
