@@ -30,33 +30,74 @@ pub struct FunctionCode {
 /// The function entries a worker can run, by entry ID.
 #[derive(Debug, Default)]
 pub struct FunctionCatalog {
-    functions: HashMap<String, FunctionCode>,
+    /// Entry IDs to their place in `functions` (foldhash: looked up on every activity task).
+    index: HashMap<String, usize, foldhash::fast::RandomState>,
+    functions: Vec<Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    code: FunctionCode,
+    may_block: bool,
+    reads_call: bool,
+}
+
+/// One function of a [`FunctionCatalog`], looked up once per call: everything a call asks of the
+/// catalog afterwards (how to run it, which VM slot holds its method) costs no second lookup.
+#[derive(Debug, Clone, Copy)]
+pub struct CatalogFunction<'a> {
+    slot: usize,
+    entry: &'a Entry,
+}
+
+impl CatalogFunction<'_> {
+    pub fn entry_id(&self) -> &str {
+        &self.entry.code.entry_id
+    }
+
+    /// Whether calls may block their thread: the entry may `require` a module that waits on
+    /// I/O or the clock (`http_client`, `time`). Others are pure Lua computations.
+    pub fn may_block(&self) -> bool {
+        self.entry.may_block
+    }
+
+    /// Whether calls can read their [`ActivityCall`](crate::modules::activity::ActivityCall): the
+    /// entry may `require` `activity` (info, heartbeat, cancellation) or `http_client` (which
+    /// obeys the cancellation flag). Others run without one.
+    pub fn reads_call(&self) -> bool {
+        self.entry.reads_call
+    }
 }
 
 impl FunctionCatalog {
     pub fn new(functions: impl IntoIterator<Item = FunctionCode>) -> Arc<Self> {
-        Arc::new(FunctionCatalog { functions: functions.into_iter().map(|f| (f.entry_id.clone(), f)).collect() })
+        let mut catalog = FunctionCatalog::default();
+        for code in functions {
+            let requires = |names: &[&str]| code.modules.iter().any(|m| names.contains(&m.as_str()));
+            let (may_block, reads_call) = (requires(BLOCKING_MODULES), requires(&["activity", "http_client"]));
+            let entry = Entry { code, may_block, reads_call };
+            match catalog.index.get(&entry.code.entry_id) {
+                Some(&slot) => catalog.functions[slot] = entry,
+                None => {
+                    catalog.index.insert(entry.code.entry_id.clone(), catalog.functions.len());
+                    catalog.functions.push(entry);
+                }
+            }
+        }
+        Arc::new(catalog)
+    }
+
+    /// The function registered as `entry_id`.
+    pub fn get(&self, entry_id: &str) -> Option<CatalogFunction<'_>> {
+        self.index.get(entry_id).map(|&slot| CatalogFunction { slot, entry: &self.functions[slot] })
     }
 
     pub fn contains(&self, entry_id: &str) -> bool {
-        self.functions.contains_key(entry_id)
+        self.index.contains_key(entry_id)
     }
 
     pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.functions.keys().map(String::as_str)
-    }
-
-    /// Whether calls of `entry_id` may block their thread: the entry may `require` a module
-    /// that waits on I/O or the clock (`http_client`, `time`). Others are pure Lua computations.
-    pub fn may_block(&self, entry_id: &str) -> bool {
-        self.functions.get(entry_id).is_none_or(|f| f.modules.iter().any(|m| BLOCKING_MODULES.contains(&m.as_str())))
-    }
-
-    /// Whether calls of `entry_id` can read their [`ActivityCall`](crate::modules::activity::ActivityCall):
-    /// the entry may `require` `activity` (info, heartbeat, cancellation) or `http_client`
-    /// (which obeys the cancellation flag). Others run without one.
-    pub fn reads_call(&self, entry_id: &str) -> bool {
-        self.functions.get(entry_id).is_none_or(|f| f.modules.iter().any(|m| m == "activity" || m == "http_client"))
+        self.functions.iter().map(|f| f.code.entry_id.as_str())
     }
 }
 
@@ -67,8 +108,8 @@ const BLOCKING_MODULES: &[&str] = &["http_client", "time"];
 pub struct ActivityVm {
     lua: Lua,
     catalog: Arc<FunctionCatalog>,
-    /// Each entry's method, once its chunk has run.
-    loaded: HashMap<String, Function>,
+    /// Each entry's method once its chunk has run, by the entry's place in the catalog.
+    loaded: Vec<Option<Function>>,
     env_meta: Table,
     modules: Table,
     /// `caller(f, ...)` calls `f` so that `error(err)` keeps err's kind.
@@ -77,7 +118,7 @@ pub struct ActivityVm {
 
 impl std::fmt::Debug for ActivityVm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActivityVm").field("loaded", &self.loaded.len()).finish_non_exhaustive()
+        f.debug_struct("ActivityVm").field("loaded", &self.loaded.iter().flatten().count()).finish_non_exhaustive()
     }
 }
 
@@ -108,7 +149,8 @@ impl ActivityVm {
         }
         let env_meta = sandbox::environment_meta(&lua, &globals)?;
         let caller = crate::failure::protect(&lua, lua.load("return function(f, ...) return f(...) end").eval()?)?;
-        Ok(ActivityVm { lua, catalog, loaded: HashMap::new(), env_meta, modules, caller })
+        let loaded = vec![None; catalog.functions.len()];
+        Ok(ActivityVm { lua, catalog, loaded, env_meta, modules, caller })
     }
 
     /// Whether `entry_id` is one of the catalog's functions.
@@ -136,13 +178,43 @@ impl ActivityVm {
         context: Option<crate::modules::ctx::ContextMap>,
         call: Option<crate::modules::activity::ActivityCall>,
     ) -> Result<Data, Failure> {
-        // Most calls carry no call object: the VM's app data is then left alone.
+        let catalog = self.catalog.clone();
+        let Some(function) = catalog.get(entry_id) else {
+            return Err(Failure::new(
+                crate::failure::Kind::NOT_FOUND,
+                format!("function `{entry_id}` is not registered"),
+            )
+            .with_retryable(Some(false)));
+        };
+        self.call_function(function, args, context, call)
+    }
+
+    /// [`ActivityVm::call_as`] for a function already looked up in this VM's catalog.
+    pub fn call_function(
+        &mut self,
+        function: CatalogFunction<'_>,
+        args: &[Data],
+        context: Option<crate::modules::ctx::ContextMap>,
+        call: Option<crate::modules::activity::ActivityCall>,
+    ) -> Result<Data, Failure> {
+        debug_assert!(
+            std::ptr::eq(function.entry, &self.catalog.functions[function.slot]),
+            "a function of another catalog"
+        );
+        // Most calls carry no call object and no context: the VM's app data is then left alone.
         let with_call = call.is_some();
         if let Some(call) = call {
             self.lua.set_app_data(crate::modules::http_client::Cancellation(call.cancelled.clone()));
             self.lua.set_app_data(call);
         }
-        let result = self.call_in_context(entry_id, args, context);
+        let with_context = context.is_some();
+        if let Some(context) = context {
+            self.lua.set_app_data(crate::modules::ctx::CallContext(Some(std::rc::Rc::new(context))));
+        }
+        let result = self.call_inner(function, args).unwrap_or_else(|e| Err(Failure::from_lua_error(&e)));
+        if with_context {
+            self.lua.remove_app_data::<crate::modules::ctx::CallContext>();
+        }
         if with_call {
             self.lua.remove_app_data::<crate::modules::activity::ActivityCall>();
             self.lua.remove_app_data::<crate::modules::http_client::Cancellation>();
@@ -150,36 +222,12 @@ impl ActivityVm {
         result
     }
 
-    fn call_in_context(
-        &mut self,
-        entry_id: &str,
-        args: &[Data],
-        context: Option<crate::modules::ctx::ContextMap>,
-    ) -> Result<Data, Failure> {
-        let catalog = self.catalog.clone();
-        let Some(code) = catalog.functions.get(entry_id) else {
-            return Err(Failure::new(
-                crate::failure::Kind::NOT_FOUND,
-                format!("function `{entry_id}` is not registered"),
-            )
-            .with_retryable(Some(false)));
-        };
-        let with_context = context.is_some();
-        if let Some(context) = context {
-            self.lua.set_app_data(crate::modules::ctx::CallContext(Some(std::rc::Rc::new(context))));
-        }
-        let result = self.call_inner(code, args).unwrap_or_else(|e| Err(Failure::from_lua_error(&e)));
-        if with_context {
-            self.lua.remove_app_data::<crate::modules::ctx::CallContext>();
-        }
-        result
-    }
-
     /// The entry's method: loaded on first use (chunk run in the entry's own environment).
-    fn method(&mut self, code: &FunctionCode) -> mlua::Result<Result<Function, Failure>> {
-        if let Some(function) = self.loaded.get(&code.entry_id) {
-            return Ok(Ok(function.clone()));
+    fn method(&mut self, function: CatalogFunction<'_>) -> mlua::Result<Result<Function, Failure>> {
+        if let Some(Some(method)) = self.loaded.get(function.slot) {
+            return Ok(Ok(method.clone()));
         }
+        let code = &function.entry.code;
         let env = sandbox::run_environment(&self.lua, &self.env_meta)?;
         env.raw_set("require", self.require_function(code)?)?;
         let chunk = self
@@ -189,7 +237,7 @@ impl ActivityVm {
             .set_environment(env)
             .into_function()?;
         let module: Value = self.caller.call(chunk)?;
-        let function = match &module {
+        let method = match &module {
             Value::Function(f) => f.clone(),
             Value::Table(t) => match t.get::<Value>(code.method.as_str())? {
                 Value::Function(f) => f,
@@ -197,17 +245,18 @@ impl ActivityVm {
             },
             _ => return Ok(Err(method_missing(code))),
         };
-        self.loaded.insert(code.entry_id.clone(), function.clone());
-        Ok(Ok(function))
+        self.loaded[function.slot] = Some(method.clone());
+        Ok(Ok(method))
     }
 
-    fn call_inner(&mut self, code: &FunctionCode, args: &[Data]) -> mlua::Result<Result<Data, Failure>> {
-        let function = match self.method(code)? {
-            Ok(function) => function,
+    fn call_inner(&mut self, function: CatalogFunction<'_>, args: &[Data]) -> mlua::Result<Result<Data, Failure>> {
+        let code = &function.entry.code;
+        let method = match self.method(function)? {
+            Ok(method) => method,
             Err(failure) => return Ok(Err(failure)),
         };
         let mut lua_args = Vec::with_capacity(args.len() + 1);
-        lua_args.push(Value::Function(function));
+        lua_args.push(Value::Function(method));
         for data in args {
             lua_args.push(from_data(&self.lua, data)?);
         }

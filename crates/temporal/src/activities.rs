@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use tempest_lua::modules::activity::{ActivityCall, ActivityInfo};
 use temporalio_common::protos::coresdk::ActivityHeartbeat;
 
-use tempest_lua::activity::{ActivityVm, FunctionCatalog};
+use tempest_lua::activity::{ActivityVm, CatalogFunction, FunctionCatalog};
 use tempest_lua::failure::{Failure, Kind};
 use temporalio_common::protos::coresdk::ActivityTaskCompletion;
 use temporalio_common::protos::coresdk::activity_result::ActivityExecutionResult;
@@ -25,8 +25,9 @@ use crate::payload::{context_from_headers, from_payloads, to_payload};
 use crate::stats::LuaStats;
 
 thread_local! {
-    /// Activity VMs of this blocking thread, by catalog (one catalog per worker).
-    static VMS: RefCell<HashMap<usize, ActivityVm>> = RefCell::new(HashMap::new());
+    /// Activity VMs of this thread, each with the address of its worker's catalog (one catalog per
+    /// worker, and rarely more than one worker per process: a short list beats hashing).
+    static VMS: RefCell<Vec<(usize, ActivityVm)>> = const { RefCell::new(Vec::new()) };
 }
 
 type Start = temporalio_common::protos::coresdk::activity_task::Start;
@@ -62,51 +63,53 @@ fn activity_info(start: &Start, task_queue: &str) -> ActivityInfo {
 /// Runs the task's Lua function on this thread's VM; its time goes into `stats`.
 fn run_on_this_thread(
     catalog: &Arc<FunctionCatalog>,
+    function: Option<CatalogFunction<'_>>,
     start: &Start,
     call: Option<ActivityCall>,
     stats: &LuaStats,
 ) -> Result<tempest_lua::convert::Data, Failure> {
     let began = std::time::Instant::now();
-    let outcome = call_function(catalog, start, call, stats);
+    let outcome = match function {
+        Some(function) => call_function(catalog, function, start, call, stats),
+        None => Err(not_registered(catalog, &start.activity_type)),
+    };
     stats.record_activity(began.elapsed());
     outcome
 }
 
+fn not_registered(catalog: &FunctionCatalog, activity_type: &str) -> Failure {
+    let mut known: Vec<&str> = catalog.ids().collect();
+    known.sort_unstable();
+    Failure::new(
+        Kind::NOT_FOUND,
+        format!("activity type `{activity_type}` is not registered on this worker (registered: {})", known.join(", ")),
+    )
+    .with_retryable(Some(false))
+}
+
 fn call_function(
     catalog: &Arc<FunctionCatalog>,
+    function: CatalogFunction<'_>,
     start: &Start,
     call: Option<ActivityCall>,
     stats: &LuaStats,
 ) -> Result<tempest_lua::convert::Data, Failure> {
-    let activity_type = start.activity_type.as_str();
-    if !catalog.contains(activity_type) {
-        let mut known: Vec<&str> = catalog.ids().collect();
-        known.sort_unstable();
-        return Err(Failure::new(
-            Kind::NOT_FOUND,
-            format!(
-                "activity type `{activity_type}` is not registered on this worker (registered: {})",
-                known.join(", ")
-            ),
-        )
-        .with_retryable(Some(false)));
-    }
     let args = from_payloads(&start.input, "argument").map_err(Failure::invalid)?;
     let context = context_from_headers(&start.header_fields);
     let key = Arc::as_ptr(catalog) as usize;
     VMS.with(|vms| {
         let mut vms = vms.borrow_mut();
-        let vm = match vms.entry(key) {
-            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::hash_map::Entry::Vacant(e) => {
+        let at = match vms.iter().position(|(of, _)| *of == key) {
+            Some(at) => at,
+            None => {
                 stats.record_activity_vm();
-                e.insert(
-                    ActivityVm::new(catalog.clone())
-                        .map_err(|e| Failure::internal(format!("cannot start the activity Lua VM: {e}")))?,
-                )
+                let vm = ActivityVm::new(catalog.clone())
+                    .map_err(|e| Failure::internal(format!("cannot start the activity Lua VM: {e}")))?;
+                vms.push((key, vm));
+                vms.len() - 1
             }
         };
-        vm.call_as(activity_type, &args, context, call)
+        vms[at].1.call_function(function, &args, context, call)
     })
 }
 
@@ -150,9 +153,11 @@ async fn poll_loop(
         match task.variant {
             // Pure Lua (no module that can wait) runs right here: a task or the blocking pool
             // would cost more than the call. Only the completion waits for the server.
-            Some(TaskVariant::Start(start)) if !catalog.may_block(&start.activity_type) => {
+            Some(TaskVariant::Start(start))
+                if let Some(function) = catalog.get(&start.activity_type).filter(|f| !f.may_block()) =>
+            {
                 let (task_token, outcome) =
-                    run_inline(&worker, &catalog, &stats, &task_queue, task_token, start, &never_cancelled);
+                    run_inline(&worker, &catalog, function, &stats, &task_queue, task_token, start, &never_cancelled);
                 completer.send(completion(task_token, outcome, false));
             }
             Some(TaskVariant::Start(start)) => {
@@ -185,9 +190,11 @@ async fn poll_loop(
 }
 
 /// Runs a pure Lua activity on this thread; returns the task token with the outcome.
+#[allow(clippy::too_many_arguments)]
 fn run_inline(
     worker: &Arc<Worker>,
     catalog: &Arc<FunctionCatalog>,
+    function: CatalogFunction<'_>,
     stats: &LuaStats,
     task_queue: &Arc<str>,
     task_token: Vec<u8>,
@@ -196,8 +203,8 @@ fn run_inline(
 ) -> (Vec<u8>, Result<tempest_lua::convert::Data, Failure>) {
     // Most functions never look at their call (no `activity` or `http_client` module): they get
     // none, and the task is not moved to the heap for one (it is over a kilobyte).
-    if !catalog.reads_call(&start.activity_type) {
-        let outcome = run_on_this_thread(catalog, &start, None, stats);
+    if !function.reads_call() {
+        let outcome = run_on_this_thread(catalog, Some(function), &start, None, stats);
         log_failure(&start.activity_type, &outcome);
         return (task_token, outcome);
     }
@@ -205,7 +212,7 @@ fn run_inline(
     // Shared with the heartbeat function, and whole again once the call (and its app data) is gone.
     let token = Rc::new(task_token);
     let call = activity_call(worker.clone(), start.clone(), task_queue.clone(), token.clone(), never_cancelled.clone());
-    let outcome = run_on_this_thread(catalog, &start, Some(call), stats);
+    let outcome = run_on_this_thread(catalog, Some(function), &start, Some(call), stats);
     log_failure(&start.activity_type, &outcome);
     let token = Rc::try_unwrap(token).unwrap_or_else(|shared| shared.to_vec());
     (token, outcome)
@@ -272,7 +279,7 @@ async fn execute(job: Job, task_token: Vec<u8>, start: Start, cancelled: Arc<Ato
     let run = move || {
         let start = Rc::new(start);
         let call = activity_call(call_worker, start.clone(), task_queue, Rc::new(call_token), flag);
-        run_on_this_thread(&catalog, &start, Some(call), &stats)
+        run_on_this_thread(&catalog, catalog.get(&start.activity_type), &start, Some(call), &stats)
     };
     let outcome = tokio::task::spawn_blocking(run)
         .await
