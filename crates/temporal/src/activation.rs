@@ -32,10 +32,10 @@ pub struct RunContext {
 pub enum Translated {
     /// Feed this to the engine.
     Run(Activation),
-    /// Core evicted the run; answer with an empty completion. `cache_full`: only to make room.
+    /// Core evicted the run, for `reason` (`message` says more); answer with an empty completion.
     Evict {
-        reason: String,
-        cache_full: bool,
+        reason: EvictionReason,
+        message: String,
     },
     /// Answer without running Lua: these commands (e.g. a failed start), or a task failure.
     Immediate(Vec<CommandVariant>),
@@ -55,18 +55,21 @@ fn proto_duration(duration: Duration) -> Option<prost_wkt_types::Duration> {
     duration.try_into().ok()
 }
 
-/// Translates Core's activation into the engine's jobs. Returns also query answers that could be
+/// Translates Core's activation of run `run_id` into the engine's jobs (the engine's activation
+/// leaves its `run_id` empty: the caller keeps the ID). Returns also query answers that could be
 /// given without the engine (a query whose arguments cannot be decoded fails here).
-pub fn translate(activation: WorkflowActivation, context: &RunContext) -> (Translated, Vec<CommandVariant>) {
+pub fn translate(
+    run_id: &str,
+    activation: WorkflowActivation,
+    context: &RunContext,
+) -> (Translated, Vec<CommandVariant>) {
     let mut jobs = Vec::with_capacity(activation.jobs.len());
     let mut query_answers = Vec::new();
     for job in activation.jobs {
         let Some(variant) = job.variant else { continue };
         match variant {
             JobVariant::RemoveFromCache(evict) => {
-                let reason = evict.reason();
-                let cache_full = reason == EvictionReason::CacheFull;
-                return (Translated::Evict { reason: format!("{reason:?}: {}", evict.message), cache_full }, vec![]);
+                return (Translated::Evict { reason: evict.reason(), message: evict.message }, vec![]);
             }
             JobVariant::InitializeWorkflow(init) => {
                 let args = match from_payloads(&init.arguments, "argument") {
@@ -84,7 +87,7 @@ pub fn translate(activation: WorkflowActivation, context: &RunContext) -> (Trans
                 jobs.push(Job::Initialize {
                     info: WorkflowInfo {
                         workflow_id: init.workflow_id,
-                        run_id: activation.run_id.clone(),
+                        run_id: run_id.to_owned(),
                         workflow_type: init.workflow_type,
                         task_queue: context.task_queue.clone(),
                         namespace: context.namespace.clone(),
@@ -138,7 +141,7 @@ pub fn translate(activation: WorkflowActivation, context: &RunContext) -> (Trans
             JobVariant::SignalWorkflow(signal) => match from_payloads(&signal.input, "signal argument") {
                 Ok(args) => jobs.push(Job::Signal { name: signal.signal_name, args }),
                 Err(message) => {
-                    tracing::error!(run_id = %activation.run_id, signal = %signal.signal_name, "dropping signal: {message}");
+                    tracing::error!(run_id, signal = %signal.signal_name, "dropping signal: {message}");
                 }
             },
             JobVariant::CancelWorkflow(cancel) => jobs.push(Job::Cancel { reason: cancel.reason }),
@@ -162,7 +165,7 @@ pub fn translate(activation: WorkflowActivation, context: &RunContext) -> (Trans
         return (Translated::Immediate(query_answers), vec![]);
     }
     let run = Activation {
-        run_id: activation.run_id,
+        run_id: String::new(),
         timestamp: system_time(activation.timestamp.as_ref()),
         is_replaying: activation.is_replaying,
         history_length: activation.history_length,
@@ -182,12 +185,11 @@ fn retry_policy(policy: &LuaRetryPolicy) -> RetryPolicy {
     }
 }
 
-fn schedule_activity(schedule: &tempest_lua::workflow::ScheduleActivity, context: &RunContext) -> ScheduleActivity {
+fn schedule_activity(schedule: tempest_lua::workflow::ScheduleActivity, context: &RunContext) -> ScheduleActivity {
     let options = &schedule.options;
     ScheduleActivity {
         seq: schedule.seq,
         activity_id: options.activity_id.clone().unwrap_or_else(|| schedule.seq.to_string()),
-        activity_type: schedule.activity_type.clone(),
         task_queue: options.task_queue.clone().unwrap_or_else(|| context.task_queue.clone()),
         headers: context_headers(schedule.context.as_ref()),
         arguments: to_payloads(&schedule.args),
@@ -198,6 +200,7 @@ fn schedule_activity(schedule: &tempest_lua::workflow::ScheduleActivity, context
         retry_policy: options.retry_policy.as_ref().map(retry_policy),
         cancellation_type: cancellation_type(options),
         do_not_eagerly_execute: options.disable_eager_execution,
+        activity_type: schedule.activity_type,
         ..Default::default()
     }
 }
@@ -243,7 +246,7 @@ pub fn commands(commands: Vec<Command>, context: &RunContext) -> Vec<CommandVari
                 CommandVariant::ScheduleLocalActivity(schedule_local_activity(&schedule))
             }
             Command::ScheduleActivity(schedule) => {
-                CommandVariant::ScheduleActivity(schedule_activity(&schedule, context))
+                CommandVariant::ScheduleActivity(schedule_activity(*schedule, context))
             }
             Command::RequestCancelActivity { seq, local: true } => {
                 CommandVariant::RequestCancelLocalActivity(RequestCancelLocalActivity { seq })

@@ -13,9 +13,9 @@
 //! exactly what happens to a run that was not parked.
 
 use std::collections::VecDeque;
-use std::mem::Discriminant;
 
 use prost::Message;
+use prost::encoding::{decode_varint, encode_varint};
 use temporalio_common::protos::coresdk::workflow_activation::{
     WorkflowActivation, workflow_activation_job::Variant as JobVariant,
 };
@@ -32,14 +32,94 @@ const LOG_LIMIT_BYTES: usize = 16 * 1024;
 /// A run's log buffer to start with: a few activations' commands without growing.
 const FIRST_LOG_BYTES: usize = 512;
 
-/// What identifies one job when a replayed activation is matched against the log.
-#[derive(Debug, Clone, PartialEq)]
-pub enum JobKey {
-    Initialize,
-    FireTimer(u32),
-    ResolveActivity(u32),
-    Signal(String),
-    Other(Discriminant<JobVariant>),
+/// What identifies an activation's jobs when a replayed activation is matched against the log:
+/// each job that is history (queries and evictions are left out) as one byte naming its kind,
+/// then the timer's or activity's sequence number or the signal's name; for other kinds only the
+/// kind counts. Encoded in a buffer the worker reuses for every activation, and copied into the
+/// run's log as it is.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct JobKeys(Vec<u8>);
+
+const INITIALIZE: u8 = 0;
+const FIRE_TIMER: u8 = 1;
+const RESOLVE_ACTIVITY: u8 = 2;
+const SIGNAL: u8 = 3;
+const OTHER: u8 = 4;
+
+impl JobKeys {
+    /// Encodes the keys of `activation`'s jobs into `buffer` (cleared first).
+    fn read(activation: &WorkflowActivation, mut buffer: Vec<u8>) -> Self {
+        buffer.clear();
+        for variant in activation.jobs.iter().filter_map(|job| job.variant.as_ref()) {
+            match variant {
+                JobVariant::QueryWorkflow(_) | JobVariant::RemoveFromCache(_) => {}
+                JobVariant::InitializeWorkflow(_) => buffer.push(INITIALIZE),
+                JobVariant::FireTimer(timer) => {
+                    buffer.push(FIRE_TIMER);
+                    encode_varint(u64::from(timer.seq), &mut buffer);
+                }
+                JobVariant::ResolveActivity(resolve) => {
+                    buffer.push(RESOLVE_ACTIVITY);
+                    encode_varint(u64::from(resolve.seq), &mut buffer);
+                }
+                JobVariant::SignalWorkflow(signal) => {
+                    buffer.push(SIGNAL);
+                    encode_varint(signal.signal_name.len() as u64, &mut buffer);
+                    buffer.extend_from_slice(signal.signal_name.as_bytes());
+                }
+                other => buffer.extend_from_slice(&[OTHER, other_kind(other)]),
+            }
+        }
+        JobKeys(buffer)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether one of the jobs initializes the run.
+    fn initializes(&self) -> bool {
+        let mut rest = self.0.as_slice();
+        while let Some((&kind, after)) = rest.split_first() {
+            rest = after;
+            match kind {
+                INITIALIZE => return true,
+                FIRE_TIMER | RESOLVE_ACTIVITY => {
+                    if decode_varint(&mut rest).is_err() {
+                        return false;
+                    }
+                }
+                SIGNAL => match decode_varint(&mut rest) {
+                    Ok(len) if len as usize <= rest.len() => rest = &rest[len as usize..],
+                    _ => return false,
+                },
+                _ => rest = rest.get(1..).unwrap_or_default(),
+            }
+        }
+        false
+    }
+}
+
+/// The kind of a job [`JobKeys`] names only by its kind.
+fn other_kind(variant: &JobVariant) -> u8 {
+    match variant {
+        JobVariant::InitializeWorkflow(_) => 0,
+        JobVariant::FireTimer(_) => 1,
+        JobVariant::UpdateRandomSeed(_) => 2,
+        JobVariant::QueryWorkflow(_) => 3,
+        JobVariant::CancelWorkflow(_) => 4,
+        JobVariant::SignalWorkflow(_) => 5,
+        JobVariant::ResolveActivity(_) => 6,
+        JobVariant::NotifyHasPatch(_) => 7,
+        JobVariant::ResolveChildWorkflowExecutionStart(_) => 8,
+        JobVariant::ResolveChildWorkflowExecution(_) => 9,
+        JobVariant::ResolveSignalExternalWorkflow(_) => 10,
+        JobVariant::ResolveRequestCancelExternalWorkflow(_) => 11,
+        JobVariant::DoUpdate(_) => 12,
+        JobVariant::ResolveNexusOperationStart(_) => 13,
+        JobVariant::ResolveNexusOperation(_) => 14,
+        JobVariant::RemoveFromCache(_) => 15,
+    }
 }
 
 fn closes_the_run(command: &CommandVariant) -> bool {
@@ -52,64 +132,53 @@ fn closes_the_run(command: &CommandVariant) -> bool {
     )
 }
 
-/// The keys of an activation's jobs, queries and evictions left out (they are not history).
-pub fn job_keys(activation: &WorkflowActivation) -> Vec<JobKey> {
-    activation
-        .jobs
-        .iter()
-        .filter_map(|job| job.variant.as_ref())
-        .filter_map(|variant| match variant {
-            JobVariant::QueryWorkflow(_) | JobVariant::RemoveFromCache(_) => None,
-            JobVariant::InitializeWorkflow(_) => Some(JobKey::Initialize),
-            JobVariant::FireTimer(timer) => Some(JobKey::FireTimer(timer.seq)),
-            JobVariant::ResolveActivity(resolve) => Some(JobKey::ResolveActivity(resolve.seq)),
-            JobVariant::SignalWorkflow(signal) => Some(JobKey::Signal(signal.signal_name.clone())),
-            other => Some(JobKey::Other(std::mem::discriminant(other))),
-        })
-        .collect()
-}
-
-#[derive(Debug)]
-struct Entry {
-    jobs: Vec<JobKey>,
-    /// How many commands of the log's bytes this activation answered.
-    commands: usize,
-}
-
-/// Every activation of one run that changed it, with the commands it answered. The commands are
-/// kept protobuf-encoded (each a length-delimited `WorkflowCommand`): one buffer per run, no
-/// allocation per command, and a fraction of the memory of the decoded structs.
+/// Every activation of one run that changed it, with the commands it answered, in one buffer (no
+/// allocation per activation, and a fraction of the memory of the decoded structs). Each entry:
+/// the length of its [`JobKeys`] and the keys, the number of its commands, then each command as a
+/// length-delimited `WorkflowCommand`.
 #[derive(Debug, Default)]
 struct RunLog {
-    entries: Vec<Entry>,
     encoded: Vec<u8>,
+    entries: usize,
     /// Outgrew [`LOG_LIMIT_BYTES`]: no longer recorded, never parked.
     overflowed: bool,
 }
 
 impl RunLog {
-    fn push(&mut self, jobs: Vec<JobKey>, commands: &[CommandVariant]) {
-        let mut count = 0;
-        for command in commands.iter().filter(|c| !matches!(c, CommandVariant::RespondToQuery(_))) {
+    fn push(&mut self, jobs: &JobKeys, commands: &[CommandVariant]) {
+        let logged = || commands.iter().filter(|c| !matches!(c, CommandVariant::RespondToQuery(_)));
+        encode_varint(jobs.0.len() as u64, &mut self.encoded);
+        self.encoded.extend_from_slice(&jobs.0);
+        encode_varint(logged().count() as u64, &mut self.encoded);
+        for command in logged() {
             // A oneof encoded on its own is the same bytes as the message holding only it.
-            prost::encoding::encode_varint(command.encoded_len() as u64, &mut self.encoded);
+            encode_varint(command.encoded_len() as u64, &mut self.encoded);
             command.encode(&mut self.encoded);
-            count += 1;
         }
-        self.entries.push(Entry { jobs, commands: count });
+        self.entries += 1;
     }
 
-    /// Decodes `count` commands starting at byte `at` of `encoded`, and moves `at` past them.
-    fn commands_at(&self, at: &mut usize, count: usize) -> Result<Vec<CommandVariant>, prost::DecodeError> {
-        let mut rest = &self.encoded[*at..];
+    /// The commands of the entry at byte `at` if its jobs are `jobs` (then `at` moves past the
+    /// entry); `None` if they are not.
+    fn answer_at(&self, at: &mut usize, jobs: &JobKeys) -> Option<Result<Vec<CommandVariant>, prost::DecodeError>> {
+        let mut rest = self.encoded.get(*at..)?;
         let before = rest.len();
-        let mut commands = Vec::with_capacity(count);
-        for _ in 0..count {
-            let command = WorkflowCommand::decode_length_delimited(&mut rest)?;
-            commands.extend(command.variant);
+        let keys_len = usize::try_from(decode_varint(&mut rest).ok()?).ok()?;
+        if rest.get(..keys_len)? != jobs.0.as_slice() {
+            return None;
         }
+        rest = &rest[keys_len..];
+        let decoded = (|| {
+            let count = decode_varint(&mut rest)?;
+            let mut commands = Vec::with_capacity(count.min(64) as usize);
+            for _ in 0..count {
+                let command = WorkflowCommand::decode_length_delimited(&mut rest)?;
+                commands.extend(command.variant);
+            }
+            Ok(commands)
+        })();
         *at += before - rest.len();
-        Ok(commands)
+        Some(decoded)
     }
 }
 
@@ -156,6 +225,8 @@ pub struct Parking {
     /// Park order, oldest first; entries whose run was woken since are skipped.
     order: VecDeque<(u64, String)>,
     parkings: u64,
+    /// The buffer the next activation's [`JobKeys`] are read into.
+    spare_keys: Vec<u8>,
     pub stats: ParkingStats,
 }
 
@@ -173,14 +244,26 @@ impl Parking {
         self.parked.len()
     }
 
-    /// Decides what happens to `activation`, whose job keys are `jobs`.
-    pub fn before(&mut self, activation: &WorkflowActivation, jobs: &[JobKey]) -> Wake {
+    /// The keys of `activation`'s jobs, read into the buffer the last ones were given back in
+    /// ([`Parking::recycle`]).
+    pub fn job_keys(&mut self, activation: &WorkflowActivation) -> JobKeys {
+        JobKeys::read(activation, std::mem::take(&mut self.spare_keys))
+    }
+
+    /// Takes back the buffer of keys no longer needed, for the next activation's.
+    pub fn recycle(&mut self, keys: JobKeys) {
+        if keys.0.capacity() > self.spare_keys.capacity() {
+            self.spare_keys = keys.0;
+        }
+    }
+
+    /// Decides what happens to `activation` of run `run_id`, whose job keys are `jobs`.
+    pub fn before(&mut self, run_id: &str, activation: &WorkflowActivation, jobs: &JobKeys) -> Wake {
         if self.parked.is_empty() && self.waking.is_empty() {
             return Wake::Pass;
         }
-        let run_id = activation.run_id.as_str();
         if let Some((_, log)) = self.parked.remove(run_id) {
-            if !jobs.contains(&JobKey::Initialize) {
+            if !jobs.initializes() {
                 // Core replays a run it does not cache from the start; anything else is not ours.
                 return self.rebuild(run_id, Vec::new());
             }
@@ -188,18 +271,21 @@ impl Parking {
             self.waking.insert(run_id.to_owned(), Waking { log, answered: 0, cursor: 0, seen: Vec::new() });
         }
         let Some(waking) = self.waking.get_mut(run_id) else { return Wake::Pass };
-        let caught_up = waking.answered == waking.log.entries.len();
+        let caught_up = waking.answered == waking.log.entries;
         if caught_up && (!activation.is_replaying || jobs.is_empty()) {
             // Live again (or a query after the replay): the parked Lua state continues.
             let waking = self.waking.remove(run_id).expect("present");
             self.live.insert(run_id.to_owned(), waking.log);
             return Wake::Pass;
         }
-        let matching = waking.log.entries.get(waking.answered).filter(|e| activation.is_replaying && e.jobs == jobs);
-        match matching.map(|entry| waking.log.commands_at(&mut waking.cursor, entry.commands)) {
+        let answer =
+            (activation.is_replaying && !caught_up).then(|| waking.log.answer_at(&mut waking.cursor, jobs)).flatten();
+        match answer {
             Some(Ok(commands)) => {
                 waking.answered += 1;
-                waking.seen.push(activation.clone());
+                let mut seen = activation.clone();
+                seen.run_id = run_id.to_owned();
+                waking.seen.push(seen);
                 Wake::Answer(commands)
             }
             _ => {
@@ -221,7 +307,7 @@ impl Parking {
     }
 
     /// Logs the commands the engine answered an activation with (query answers left out).
-    pub fn record(&mut self, run_id: &str, jobs: Vec<JobKey>, commands: &[CommandVariant]) {
+    pub fn record(&mut self, run_id: &str, jobs: &JobKeys, commands: &[CommandVariant]) {
         if jobs.is_empty() {
             return;
         }
@@ -250,14 +336,13 @@ impl Parking {
     /// parked runs the engine must drop to stay within the capacity.
     pub fn evict(&mut self, run_id: &str, cache_full: bool) -> (bool, Vec<String>) {
         // A run evicted right after its replay was answered (say, for a query) keeps its log.
-        let caught_up = self.waking.remove(run_id).filter(|w| w.answered == w.log.entries.len()).map(|w| w.log);
+        let caught_up = self.waking.remove(run_id).filter(|w| w.answered == w.log.entries).map(|w| w.log);
         let log = self.live.remove(run_id).or(caught_up);
         let Some(mut log) = log.filter(|log| cache_full && !log.overflowed && self.capacity > 0) else {
             return (false, Vec::new());
         };
         self.parkings += 1;
         log.encoded.shrink_to_fit();
-        log.entries.shrink_to_fit();
         self.parked.insert(run_id.to_owned(), (self.parkings, log));
         self.order.push_back((self.parkings, run_id.to_owned()));
         self.stats.parked += 1;
@@ -316,13 +401,33 @@ mod tests {
 
     /// Runs `activation` through `parking` as the worker would when the engine answers `commands`.
     fn live(parking: &mut Parking, activation: &WorkflowActivation, commands: &[CommandVariant]) {
-        let jobs = job_keys(activation);
-        assert!(matches!(parking.before(activation, &jobs), Wake::Pass));
-        parking.record(&activation.run_id, jobs, commands);
+        let jobs = parking.job_keys(activation);
+        assert!(matches!(parking.before(&activation.run_id, activation, &jobs), Wake::Pass));
+        parking.record(&activation.run_id, &jobs, commands);
+        parking.recycle(jobs);
     }
 
     fn before(parking: &mut Parking, activation: &WorkflowActivation) -> Wake {
-        parking.before(activation, &job_keys(activation))
+        let jobs = parking.job_keys(activation);
+        parking.before(&activation.run_id, activation, &jobs)
+    }
+
+    #[test]
+    fn job_keys_tell_activations_apart_and_find_the_initialization() {
+        let mut parking = Parking::new(1);
+        let mut keys = |jobs| parking.job_keys(&activation("r", false, jobs));
+        // Zero bytes in a signal's name or a sequence number are not an initialization.
+        assert!(keys(vec![signal("\0"), init()]).initializes());
+        assert!(!keys(vec![signal("\0"), fire(0)]).initializes());
+        assert_ne!(keys(vec![fire(1)]), keys(vec![fire(2)]));
+        assert_ne!(keys(vec![signal("a")]), keys(vec![signal("b")]));
+        assert_ne!(keys(vec![fire(1), signal("a")]), keys(vec![fire(1)]));
+        // Queries and evictions are not history; other jobs count by their kind.
+        assert_eq!(keys(vec![fire(1), JobVariant::QueryWorkflow(Default::default())]), keys(vec![fire(1)]));
+        assert_ne!(
+            keys(vec![JobVariant::CancelWorkflow(Default::default())]),
+            keys(vec![JobVariant::UpdateRandomSeed(Default::default())])
+        );
     }
 
     #[test]
@@ -368,7 +473,11 @@ mod tests {
         match before(&mut parking, &activation("r", false, vec![fire(1), signal("go")])) {
             Wake::Rebuild(seen) => {
                 assert_eq!(seen.len(), 1);
-                assert_eq!(job_keys(&seen[0]), vec![JobKey::Initialize]);
+                assert_eq!(seen[0].run_id, "r", "replayed again as run r");
+                assert!(matches!(
+                    seen[0].jobs[..],
+                    [WorkflowActivationJob { variant: Some(JobVariant::InitializeWorkflow(_)) }]
+                ));
             }
             other => panic!("expected a rebuild, got {other:?}"),
         }
@@ -432,7 +541,8 @@ mod tests {
 
         let mut off = Parking::new(0);
         assert!(!off.enabled());
-        off.record("r", vec![JobKey::Initialize], &[timer(1)]);
+        let jobs = off.job_keys(&activation("r", false, vec![init()]));
+        off.record("r", &jobs, &[timer(1)]);
         assert_eq!(off.evict("r", true), (false, vec![]));
     }
 }

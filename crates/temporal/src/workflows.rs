@@ -11,7 +11,7 @@ use std::thread;
 
 use tempest_lua::workflow::{Completion, EngineConfig, TaskFailure, WorkflowEngine};
 use temporalio_common::protos::coresdk::workflow_activation::{
-    WorkflowActivation, workflow_activation_job::Variant as JobVariant,
+    WorkflowActivation, remove_from_cache::EvictionReason, workflow_activation_job::Variant as JobVariant,
 };
 use temporalio_common::protos::coresdk::workflow_completion::WorkflowActivationCompletion;
 use temporalio_common::protos::temporal::api::failure::v1::Failure as ProtoFailure;
@@ -20,7 +20,7 @@ use tokio::sync::oneshot;
 
 use crate::activation::{RunContext, Translated, commands, translate};
 use crate::completer::{Activations, Completer};
-use crate::parking::{Parking, Wake, job_keys};
+use crate::parking::{JobKeys, Parking, Wake};
 use crate::stats::LuaStats;
 
 /// The completion, and for a nondeterminism eviction the Lua lines of the diverging run's last
@@ -85,15 +85,33 @@ fn process_measured(
 fn process(
     engine: &mut WorkflowEngine,
     parking: &mut Parking,
-    activation: WorkflowActivation,
+    mut activation: WorkflowActivation,
     context: &RunContext,
 ) -> Outcome {
-    let run_id = activation.run_id.clone();
-    let jobs = parking.enabled().then(|| job_keys(&activation));
-    if let Some(jobs) = &jobs
+    // Kept for the completion; everything before it borrows the ID.
+    let run_id = std::mem::take(&mut activation.run_id);
+    let jobs = parking.enabled().then(|| parking.job_keys(&activation));
+    let completion = complete(engine, parking, run_id, activation, jobs.as_ref(), context);
+    if let Some(jobs) = jobs {
+        parking.recycle(jobs);
+    }
+    completion
+}
+
+/// [`process`] once the run ID is taken out of `activation` and its job keys are read (if the
+/// worker parks runs).
+fn complete(
+    engine: &mut WorkflowEngine,
+    parking: &mut Parking,
+    run_id: String,
+    activation: WorkflowActivation,
+    jobs: Option<&JobKeys>,
+    context: &RunContext,
+) -> Outcome {
+    if let Some(jobs) = jobs
         && !is_eviction(&activation)
     {
-        match parking.before(&activation, jobs) {
+        match parking.before(&run_id, &activation, jobs) {
             Wake::Pass => {}
             Wake::Answer(commands) => return (WorkflowActivationCompletion::from_cmds(run_id, commands), None),
             Wake::Rebuild(seen) => {
@@ -106,27 +124,27 @@ fn process(
             }
         }
     }
-    let (translated, mut query_answers) = translate(activation, context);
+    let (translated, mut query_answers) = translate(&run_id, activation, context);
     let completion = match translated {
-        Translated::Evict { reason, cache_full } => {
-            let (parked, dropped) = parking.evict(&run_id, cache_full);
+        Translated::Evict { reason, message } => {
+            let (parked, dropped) = parking.evict(&run_id, reason == EvictionReason::CacheFull);
             for id in dropped {
                 engine.evict(&id);
             }
             if parked {
-                tracing::debug!(run_id = %run_id, "workflow run parked: {reason}");
+                tracing::debug!(run_id = %run_id, "workflow run parked: {reason:?}: {message}");
                 return (WorkflowActivationCompletion::empty(run_id), None);
             }
             let issued = engine.evict(&run_id);
-            if reason.starts_with("Nondeterminism") {
+            if reason == EvictionReason::Nondeterminism {
                 let diagnosis = format!(
-                    "workflow code diverged from its history: {reason}; the current code issued: {}",
+                    "workflow code diverged from its history: {reason:?}: {message}; the current code issued: {}",
                     if issued.is_empty() { "no commands".to_owned() } else { issued.to_string() }
                 );
                 tracing::error!(run_id = %run_id, "{diagnosis}");
                 return (WorkflowActivationCompletion::empty(run_id), Some(diagnosis));
             }
-            tracing::debug!(run_id = %run_id, "workflow run evicted: {reason}");
+            tracing::debug!(run_id = %run_id, "workflow run evicted: {reason:?}: {message}");
             WorkflowActivationCompletion::empty(run_id)
         }
         Translated::Immediate(commands) => WorkflowActivationCompletion::from_cmds(run_id, commands),
@@ -134,7 +152,7 @@ fn process(
             tracing::error!(run_id = %run_id, "workflow task failed: {message}");
             task_failure(run_id, message)
         }
-        Translated::Run(activation) => match engine.activate(activation) {
+        Translated::Run(activation) => match engine.activate_run(&run_id, activation) {
             Completion::Commands(issued) => {
                 let mut all = commands(issued, context);
                 if let Some(jobs) = jobs {

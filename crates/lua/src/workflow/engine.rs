@@ -253,7 +253,13 @@ impl WorkflowEngine {
     /// Applies `activation` and returns the commands the run issued, or why the task fails.
     pub fn activate(&mut self, mut activation: Activation) -> Completion {
         let run_id = std::mem::take(&mut activation.run_id);
-        let result = self.activate_inner(&run_id, activation);
+        self.activate_run(&run_id, activation)
+    }
+
+    /// [`WorkflowEngine::activate`] with the run ID given apart: `activation.run_id` is not read
+    /// (the worker keeps the ID for its completion instead of copying it).
+    pub fn activate_run(&mut self, run_id: &str, activation: Activation) -> Completion {
+        let result = self.activate_inner(run_id, activation);
         if let Some(watch) = &self.watch {
             watch.disarm();
         }
@@ -262,7 +268,7 @@ impl WorkflowEngine {
         match result {
             Ok(completion) => completion,
             Err(e) => {
-                self.runs.remove(&run_id);
+                self.runs.remove(run_id);
                 Completion::Failed(TaskFailure::Other { message: format!("workflow engine error: {e}") })
             }
         }
