@@ -51,10 +51,6 @@ pub struct CatalogFunction<'a> {
 }
 
 impl CatalogFunction<'_> {
-    pub fn entry_id(&self) -> &str {
-        &self.entry.code.entry_id
-    }
-
     /// Whether calls may block their thread: the entry may `require` a module that waits on
     /// I/O or the clock (`http_client`, `time`). Others are pure Lua computations.
     pub fn may_block(&self) -> bool {
