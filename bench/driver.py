@@ -25,6 +25,7 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from procs import Proc, free_port
+from stats import ratio_summary, round_pairs
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -394,16 +395,22 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 def round_ratios(rows: list[dict], kind: str, base: str) -> dict | None:
     """Ratios of `kind` to `base` within each round (runs with the same number, next to each
-    other in time): the machine's drift between rounds cancels out. Median and range over rounds."""
-    runs = {(r["kind"], r["run"]): r for r in rows}
-    pairs = [(r, runs[(base, r["run"])]) for r in rows if r["kind"] == kind and (base, r["run"]) in runs]
+    other in time): the machine's drift between rounds cancels out. Mean with its 95% interval,
+    median and range over rounds."""
+    pairs = round_pairs(rows, kind, base)
     if len(pairs) < 2:
         return None
     out = {"rounds": len(pairs)}
     for key in ("cpu_ms_per_wf", "wf_per_s"):
-        values = sorted(a[key] / b[key] for a, b in pairs)
-        out[key] = {"median": statistics.median(values), "min": values[0], "max": values[-1]}
+        out[key] = ratio_summary([a[key] / b[key] for a, b in pairs])
     return out
+
+
+def describe(summary: dict) -> str:
+    """`1.07 (95% 1.05-1.09), median 1.06, range 1.01-1.15` for a ratio_summary."""
+    low, high = summary["ci95"]
+    return (f"{summary['mean']:.3f} (95% {low:.3f}-{high:.3f}), median {summary['median']:.3f}, "
+            f"range {summary['min']:.2f}-{summary['max']:.2f}")
 
 
 def fmt(v, spec):
@@ -432,9 +439,8 @@ def print_throughput(rows, means, n):
         rounds = m.get("rounds_x_like_floor")
         if rounds:
             cpu, wfs = rounds["cpu_ms_per_wf"], rounds["wf_per_s"]
-            print(f"{m['kind']} against {m['like_floor']} round by round ({rounds['rounds']} rounds): CPU x "
-                  f"median {cpu['median']:.2f} (range {cpu['min']:.2f}-{cpu['max']:.2f}), wf/s x median "
-                  f"{wfs['median']:.2f} (range {wfs['min']:.2f}-{wfs['max']:.2f})")
+            print(f"{m['kind']} against {m['like_floor']} round by round ({rounds['rounds']} rounds): "
+                  f"CPU x {describe(cpu)}, wf/s x {describe(wfs)}")
     print("\nSettings:")
     for kind in dict.fromkeys(r["kind"] for r in rows):
         print(f"  {kind}: {SETTINGS[kind]}")
