@@ -8,7 +8,7 @@ For each file it prints instructions and last-level (L2) misses per workflow, sp
 mlua, the Lua VM, malloc, memcpy/memset, serde_json, printf, and everything else (Core, gRPC,
 tokio, std). Comparing Tempest with floor-st this way shows which misses are Tempest's own and
 which it induces in the code both share. Function names decide the groups, so build floor-st with
-line tables as Tempest is (README, "Benchmark"), or its functions all count as "other".
+line tables as Tempest is (bench/RESULTS.md, "Exact counts"), or its functions all count as "other".
 """
 import collections
 import re

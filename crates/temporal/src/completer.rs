@@ -182,7 +182,7 @@ async fn run<D: Deliver>(deliver: D, shared: Arc<Shared<D::Completion>>) {
 /// Core's completion futures are kilobytes, most of it room for states they reach later. Awaited
 /// directly, each lived in the completer task's own state. Kept in this cell instead, they cost
 /// the worker about 940 fewer cache misses per workflow, 3% of all (cachegrind through
-/// `bench/profile`, README), although each is now built on the stack and copied into the cell.
+/// `bench/profile`, bench/RESULTS.md), although each is now built on the stack and copied into the cell.
 #[allow(unsafe_code)]
 mod slot {
     use std::future::Future;
