@@ -25,7 +25,7 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from procs import Proc, free_port
-from stats import ratio_summary, round_pairs
+from stats import describe, ratio_summary, round_pairs
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -404,13 +404,6 @@ def round_ratios(rows: list[dict], kind: str, base: str) -> dict | None:
     for key in ("cpu_ms_per_wf", "wf_per_s"):
         out[key] = ratio_summary([a[key] / b[key] for a, b in pairs])
     return out
-
-
-def describe(summary: dict) -> str:
-    """`1.07 (95% 1.05-1.09), median 1.06, range 1.01-1.15` for a ratio_summary."""
-    low, high = summary["ci95"]
-    return (f"{summary['mean']:.3f} (95% {low:.3f}-{high:.3f}), median {summary['median']:.3f}, "
-            f"range {summary['min']:.2f}-{summary['max']:.2f}")
 
 
 def fmt(v, spec):

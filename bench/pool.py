@@ -16,13 +16,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from stats import ratio_summary, round_pairs
-
-
-def describe(summary: dict) -> str:
-    low, high = summary["ci95"]
-    return (f"{summary['mean']:.3f} (95% {low:.3f}-{high:.3f}), median {summary['median']:.3f}, "
-            f"range {summary['min']:.2f}-{summary['max']:.2f}")
+from stats import describe, ratio_summary, round_pairs
 
 
 def line(label: str, pairs: list[tuple[dict, dict]]) -> str:

@@ -41,3 +41,10 @@ def ratio_summary(values: list[float]) -> dict:
     values = sorted(values)
     return {"mean": mean, "ci95": [low, high], "median": statistics.median(values), "min": values[0],
             "max": values[-1]}
+
+
+def describe(summary: dict) -> str:
+    """`1.070 (95% 1.050-1.090), median 1.060, range 1.01-1.15` for a ratio_summary."""
+    low, high = summary["ci95"]
+    return (f"{summary['mean']:.3f} (95% {low:.3f}-{high:.3f}), median {summary['median']:.3f}, "
+            f"range {summary['min']:.2f}-{summary['max']:.2f}")
