@@ -25,7 +25,7 @@ from pathlib import Path
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from procs import Proc, free_port
-from stats import describe, ratio_summary, round_pairs
+from stats import describe, pair_ratios, round_pairs
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -400,10 +400,7 @@ def round_ratios(rows: list[dict], kind: str, base: str) -> dict | None:
     pairs = round_pairs(rows, kind, base)
     if len(pairs) < 2:
         return None
-    out = {"rounds": len(pairs)}
-    for key in ("cpu_ms_per_wf", "wf_per_s"):
-        out[key] = ratio_summary([a[key] / b[key] for a, b in pairs])
-    return out
+    return {"rounds": len(pairs), **pair_ratios(pairs)}
 
 
 def fmt(v, spec):

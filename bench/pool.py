@@ -16,7 +16,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from stats import describe, ratio_summary, round_pairs
+from stats import describe, pair_ratios, round_pairs
 
 
 def line(label: str, pairs: list[tuple[dict, dict]]) -> str:
@@ -25,9 +25,8 @@ def line(label: str, pairs: list[tuple[dict, dict]]) -> str:
     text = f"{label}: {len(pairs)} rounds, CPU {kind_cpu:.2f} against {base_cpu:.2f} ms/wf"
     if len(pairs) < 2:
         return text + f", CPU x {kind_cpu / base_cpu:.3f} (one round)"
-    cpu = ratio_summary([a["cpu_ms_per_wf"] / b["cpu_ms_per_wf"] for a, b in pairs])
-    wfs = ratio_summary([a["wf_per_s"] / b["wf_per_s"] for a, b in pairs])
-    return f"{text}\n    CPU x {describe(cpu)}\n    wf/s x {describe(wfs)}"
+    ratios = pair_ratios(pairs)
+    return f"{text}\n    CPU x {describe(ratios['cpu_ms_per_wf'])}\n    wf/s x {describe(ratios['wf_per_s'])}"
 
 
 def main() -> None:

@@ -43,6 +43,11 @@ def ratio_summary(values: list[float]) -> dict:
             "max": values[-1]}
 
 
+def pair_ratios(pairs: list[tuple[dict, dict]]) -> dict:
+    """ratio_summary of the CPU and the throughput ratios of at least two (run, base run) pairs."""
+    return {key: ratio_summary([a[key] / b[key] for a, b in pairs]) for key in ("cpu_ms_per_wf", "wf_per_s")}
+
+
 def describe(summary: dict) -> str:
     """`1.070 (95% 1.050-1.090), median 1.060, range 1.01-1.15` for a ratio_summary."""
     low, high = summary["ci95"]
