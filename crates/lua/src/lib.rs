@@ -7,6 +7,7 @@ pub mod clock;
 pub mod convert;
 pub mod entropy;
 pub mod failure;
+mod heap;
 pub mod modules;
 pub mod sandbox;
 #[cfg(test)]

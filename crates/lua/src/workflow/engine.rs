@@ -22,6 +22,7 @@ use super::{
 use crate::convert::{from_data, to_data};
 use crate::entropy::Entropy;
 use crate::failure::Failure;
+use crate::heap::Heap;
 use crate::sandbox::{self, Sandbox};
 
 /// How much one activation may grow the Lua heap. A run that needs more fails its workflow task
@@ -90,6 +91,9 @@ struct Run {
 
 pub struct WorkflowEngine {
     lua: Lua,
+    /// The VM's heap for small objects, with its byte count and limit (mlua's own when the heap
+    /// could not be reserved). Valid as long as `lua` keeps the VM open.
+    heap: Option<Heap>,
     /// The run whose activation executes (the VM's app data shares it).
     active: ActiveRun,
     definitions: HashMap<String, Rc<Definition>>,
@@ -157,6 +161,7 @@ impl WorkflowEngine {
     pub fn new(config: EngineConfig) -> Result<Self, EngineError> {
         let vm_error = |e: mlua::Error| EngineError::Vm(e.to_string());
         let lua = sandbox::new_vm(Sandbox::Workflow).map_err(vm_error)?;
+        let heap = Heap::install(&lua);
         lua.gc_set_pause(GC_PAUSE_PERCENT);
         let (main, env_meta) = install_api(&lua).map_err(vm_error)?;
         let watched = install_deadlock_hook(&lua).map_err(vm_error)?;
@@ -191,6 +196,7 @@ impl WorkflowEngine {
             if config.deadlock_timeout.is_zero() { Duration::from_secs(1) } else { config.deadlock_timeout };
         Ok(WorkflowEngine {
             lua,
+            heap,
             active,
             definitions,
             runs: FastMap::default(),
@@ -227,7 +233,21 @@ impl WorkflowEngine {
 
     /// Bytes the VM currently holds (all cached runs together).
     pub fn used_memory(&self) -> usize {
-        self.lua.used_memory()
+        match &self.heap {
+            Some(heap) => heap.used(),
+            None => self.lua.used_memory(),
+        }
+    }
+
+    /// Makes the VM's allocations past `limit` bytes fail (a Lua memory error); zero: no limit.
+    fn set_memory_limit(&self, limit: usize) -> mlua::Result<()> {
+        match &self.heap {
+            Some(heap) => heap.set_limit(limit),
+            None => {
+                self.lua.set_memory_limit(limit)?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs a full garbage collection of the VM (for measurements; the VM collects on its own).
@@ -340,8 +360,7 @@ impl WorkflowEngine {
                 job => apply_job(&self.lua, &core, job)?,
             }
         }
-        let limit = self.lua.used_memory() + MEMORY_PER_ACTIVATION;
-        self.lua.set_memory_limit(limit)?;
+        self.set_memory_limit(self.used_memory() + MEMORY_PER_ACTIVATION)?;
         let mut completion = run_ready_tasks(&self.lua, &core);
         if let Completion::Commands(commands) = &mut completion {
             for (query_id, name, args) in queries {
@@ -349,7 +368,7 @@ impl WorkflowEngine {
                 commands.push(Command::RespondToQuery { query_id, result });
             }
         }
-        self.lua.set_memory_limit(0)?;
+        self.set_memory_limit(0)?;
         Ok(completion)
     }
 
