@@ -29,6 +29,12 @@ const CLASSES: usize = SMALL / GRAIN;
 /// Address space reserved per VM; pages are backed only once used.
 const RESERVED: usize = 16 << 30;
 
+#[cfg(test)]
+thread_local! {
+    /// Heaps installed on this thread and not yet released.
+    static LIVE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// A handle to a VM's heap, valid while the VM it was installed in is open.
 #[derive(Debug)]
 pub(crate) struct Heap(NonNull<State>);
@@ -92,6 +98,8 @@ impl Heap {
             });
             let heap = NonNull::from(Box::leak(heap));
             ffi::lua_setallocf(state, allocate, heap.as_ptr().cast());
+            #[cfg(test)]
+            LIVE.with(|live| live.set(live.get() + 1));
             Some(Heap(heap))
         }
     }
@@ -173,6 +181,8 @@ unsafe extern "C" fn allocate(ud: *mut c_void, block: *mut c_void, old: usize, n
                     libc::munmap(heap.base.cast(), RESERVED);
                     drop(Box::from_raw(heap as *mut State));
                 }
+                #[cfg(test)]
+                LIVE.with(|live| live.set(live.get() - 1));
             } else {
                 // SAFETY: allocated by the previous function.
                 unsafe { heap.fallback(block, old, 0) };
@@ -223,6 +233,8 @@ unsafe extern "C" fn allocate(ud: *mut c_void, block: *mut c_void, old: usize, n
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use mlua::{Lua, Table};
 
     use super::*;
@@ -263,6 +275,16 @@ mod tests {
         }
         let counted = lua_count(&lua);
         assert_eq!(heap.used(), counted, "the heap counts what Lua counts");
+    }
+
+    #[test]
+    fn the_heap_is_released_when_the_vm_closes() {
+        let lua = Lua::new();
+        Heap::install(&lua).expect("heap");
+        lua.load("t = {} for i = 1, 1000 do t[i] = { i } end").exec().expect("allocates");
+        assert_eq!(LIVE.with(Cell::get), 1);
+        drop(lua);
+        assert_eq!(LIVE.with(Cell::get), 0, "closing the VM released its heap");
     }
 
     #[test]
