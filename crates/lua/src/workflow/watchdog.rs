@@ -14,8 +14,8 @@
 //! creates itself cannot be followed this way (the engine does not resume them); they keep a
 //! count hook of their own (see `engine.rs`).
 //!
-//! This module and `heap` are the crate's only unsafe code: signals and the raw Lua hook API
-//! cannot be used without it.
+//! This module and `heap` are the crate's only unsafe code: signals, the raw Lua hook API and
+//! Lua's allocation function cannot be used without it.
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
